@@ -1,0 +1,350 @@
+-- 0002_rules: what every write goes through. Triggers keep the derived and
+-- immutable columns honest whoever writes; plpgsql functions apply the
+-- resource's rules and try seats with INSERT ... ON CONFLICT DO NOTHING, which
+-- never deadlocks on a hot slot (a plain INSERT racing the exclusion constraint
+-- does: 40P01 after deadlock_timeout, p99 of seconds). Functions are SECURITY
+-- INVOKER unless noted, so RLS and grants of the calling role apply inside them.
+
+-- JSON shape of a booking, as the API returns it.
+CREATE FUNCTION booking.booking_json(b booking.bookings) RETURNS jsonb
+  LANGUAGE sql STABLE
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+    SELECT jsonb_build_object(
+      'id', b.id, 'resource_id', b.resource_id, 'user_id', b.user_id,
+      'start', lower(b.period), 'end', upper(b.period), 'status', b.status,
+      'note', b.note, 'version', b.version, 'created_at', b.created_at,
+      'updated_at', b.updated_at, 'cancelled_at', b.cancelled_at)
+  $$;
+
+-- BEFORE INSERT/UPDATE: the server cannot forget (and a client cannot forge)
+-- version, timestamps, the buffer-widened `blocked` range or a seat beyond
+-- capacity. Identity columns never change; a cancelled booking is final; a
+-- cancellation cannot move the booking (staff may cancel, never reschedule).
+CREATE FUNCTION booking.bookings_before_write() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  r record;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id OR NEW.resource_id <> OLD.resource_id
+       OR NEW.created_at <> OLD.created_at THEN
+      RAISE EXCEPTION 'a booking''s id, user, resource and creation time never change'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_immutable';
+    END IF;
+    IF OLD.status = 'cancelled' THEN
+      RAISE EXCEPTION 'a cancelled booking cannot change'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_cancelled_final';
+    END IF;
+    IF NEW.status = 'cancelled' AND NEW.period <> OLD.period THEN
+      RAISE EXCEPTION 'a cancellation cannot move the booking'
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_cancel_keeps_period';
+    END IF;
+    NEW.version := OLD.version + 1;
+    NEW.updated_at := clock_timestamp();
+    NEW.cancelled_at := CASE WHEN NEW.status = 'cancelled' THEN clock_timestamp() END;
+  ELSE
+    NEW.version := 1;
+    NEW.status := 'confirmed';
+    NEW.created_at := clock_timestamp();
+    NEW.updated_at := NEW.created_at;
+    NEW.cancelled_at := NULL;
+  END IF;
+  IF TG_OP = 'INSERT' OR NEW.period <> OLD.period OR NEW.seat <> OLD.seat THEN
+    SELECT buffer_minutes, capacity INTO r
+      FROM booking.resources WHERE id = NEW.resource_id AND active;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no such active resource'
+        USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'bookings_resource_id_fkey';
+    END IF;
+    IF NEW.seat > r.capacity THEN
+      RAISE EXCEPTION 'seat % exceeds the resource''s capacity %', NEW.seat, r.capacity
+        USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_seat_within_capacity';
+    END IF;
+    NEW.blocked := tstzrange(lower(NEW.period), upper(NEW.period) + make_interval(mins => r.buffer_minutes), '[)');
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER bookings_before_write BEFORE INSERT OR UPDATE ON booking.bookings
+  FOR EACH ROW EXECUTE FUNCTION booking.bookings_before_write();
+
+-- AFTER INSERT/UPDATE: the history row is written by the database in the same
+-- transaction as the change, so no change can exist without its event.
+CREATE FUNCTION booking.bookings_after_write() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  act text;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    act := 'created';
+  ELSIF NEW.status = 'cancelled' AND OLD.status = 'confirmed' THEN
+    act := 'cancelled';
+  ELSIF NEW.period <> OLD.period THEN
+    act := 'rescheduled';
+  ELSE
+    act := 'updated';
+  END IF;
+  INSERT INTO booking.booking_events (booking_id, action, actor_id, old_period, new_period)
+  VALUES (NEW.id, act, auth.uid(), CASE WHEN TG_OP = 'UPDATE' THEN OLD.period END, NEW.period);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER bookings_after_write AFTER INSERT OR UPDATE ON booking.bookings
+  FOR EACH ROW EXECUTE FUNCTION booking.bookings_after_write();
+
+-- The resource's rules for one candidate period, evaluated at instant `at`
+-- (the server's clock, injectable in tests). NULL when acceptable, otherwise
+-- {"field","message"}. Create, reschedule and availability all call this one
+-- function, so "offered" and "accepted" cannot drift apart.
+-- Local times use the resource's IANA zone through PostgreSQL's tz database, so
+-- daylight-saving days have their true length (a 01:00-04:00 window on the
+-- spring-forward day in Europe/Berlin is 2 hours).
+CREATE FUNCTION booking.slot_problem(r booking.resources, s timestamptz, e timestamptz, at timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql STABLE
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  ls timestamp := s AT TIME ZONE r.timezone;
+  le timestamp := e AT TIME ZONE r.timezone;
+  minutes numeric := extract(epoch FROM e - s) / 60;
+  day_key text;
+  iv jsonb;
+  open_at timestamptz;
+  close_at timestamptz;
+BEGIN
+  IF e <= s THEN
+    RETURN jsonb_build_object('field', 'end', 'message', 'end must be after start');
+  END IF;
+  IF s < at THEN
+    RETURN jsonb_build_object('field', 'start', 'message', 'start is in the past');
+  END IF;
+  IF s < at + make_interval(mins => r.min_notice_minutes) THEN
+    RETURN jsonb_build_object('field', 'start', 'message',
+      format('start must be at least %s minutes from now', r.min_notice_minutes));
+  END IF;
+  IF s > at + make_interval(days => r.max_advance_days) THEN
+    RETURN jsonb_build_object('field', 'start', 'message',
+      format('start must be at most %s days ahead', r.max_advance_days));
+  END IF;
+  IF extract(second FROM ls) <> 0
+     OR (extract(hour FROM ls) * 60 + extract(minute FROM ls))::int % r.slot_minutes <> 0 THEN
+    RETURN jsonb_build_object('field', 'start', 'message',
+      format('start must be on the resource''s %s-minute grid (local time in %s)', r.slot_minutes, r.timezone));
+  END IF;
+  IF extract(second FROM le) <> 0
+     OR (extract(hour FROM le) * 60 + extract(minute FROM le))::int % r.slot_minutes <> 0 THEN
+    RETURN jsonb_build_object('field', 'end', 'message',
+      format('end must be on the resource''s %s-minute grid (local time in %s)', r.slot_minutes, r.timezone));
+  END IF;
+  IF minutes < r.min_duration_minutes OR minutes > r.max_duration_minutes THEN
+    RETURN jsonb_build_object('field', 'end', 'message',
+      format('duration must be between %s and %s minutes', r.min_duration_minutes, r.max_duration_minutes));
+  END IF;
+  IF r.opening_hours IS NOT NULL AND jsonb_typeof(r.opening_hours) = 'object' THEN
+    day_key := (ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])[extract(dow FROM ls)::int + 1];
+    FOR iv IN SELECT value FROM jsonb_array_elements(coalesce(r.opening_hours -> day_key, '[]'::jsonb)) LOOP
+      open_at := (ls::date + (iv ->> 0)::time) AT TIME ZONE r.timezone;
+      close_at := CASE WHEN iv ->> 1 = '24:00'
+                       THEN (ls::date + 1)::timestamp AT TIME ZONE r.timezone
+                       ELSE (ls::date + (iv ->> 1)::time) AT TIME ZONE r.timezone END;
+      IF s >= open_at AND e <= close_at THEN
+        RETURN NULL;
+      END IF;
+    END LOOP;
+    RETURN jsonb_build_object('field', 'start', 'message', 'the period is outside the resource''s opening hours');
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+-- Create: one round trip for the whole request. Seats are tried in turn with
+-- ON CONFLICT DO NOTHING (it covers exclusion constraints); when seat 1 is
+-- refused we look whether the caller's own overlapping booking was the reason.
+-- Returns {"outcome": created|not_found|invalid|user_overlap|slot_taken, ...}.
+CREATE FUNCTION booking.create_booking(p_resource uuid, p_start timestamptz, p_end timestamptz,
+                                       p_note text, p_at timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  r booking.resources;
+  b booking.bookings;
+  uid uuid := auth.uid();
+  problem jsonb;
+  seat_no int;
+  p tstzrange := tstzrange(p_start, p_end, '[)');
+BEGIN
+  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
+  IF NOT FOUND THEN
+    RETURN '{"outcome": "not_found"}';
+  END IF;
+  problem := booking.slot_problem(r, p_start, p_end, p_at);
+  IF problem IS NOT NULL THEN
+    RETURN jsonb_build_object('outcome', 'invalid') || problem;
+  END IF;
+  FOR seat_no IN 1 .. r.capacity LOOP
+    INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, note)
+    VALUES (p_resource, uid, p, p, seat_no, p_note)
+    ON CONFLICT DO NOTHING
+    RETURNING * INTO b;
+    IF FOUND THEN
+      RETURN jsonb_build_object('outcome', 'created', 'booking', booking.booking_json(b));
+    END IF;
+    IF seat_no = 1 AND EXISTS (SELECT 1 FROM booking.bookings
+                               WHERE user_id = uid AND status = 'confirmed' AND period && p) THEN
+      RETURN '{"outcome": "user_overlap"}';
+    END IF;
+  END LOOP;
+  RETURN '{"outcome": "slot_taken"}';
+END
+$$;
+
+-- Reschedule: atomic. The row is locked, the version compared (If-Match), the
+-- rules applied, then seats tried starting with the current one; an exclusion
+-- violation rolls back only its subtransaction, so a refused move leaves the
+-- booking exactly as it was. Outcomes as create, plus precondition_failed,
+-- forbidden (staff may see but not move) and cancelled.
+CREATE FUNCTION booking.reschedule_booking(p_id uuid, p_start timestamptz, p_end timestamptz,
+                                           p_set_note boolean, p_note text, p_version int,
+                                           p_at timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  b booking.bookings;
+  r booking.resources;
+  problem jsonb;
+  seat_no int;
+  cname text;
+  p tstzrange := tstzrange(p_start, p_end, '[)');
+BEGIN
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id;
+  IF NOT FOUND THEN
+    RETURN '{"outcome": "not_found"}';
+  END IF;
+  IF b.user_id IS DISTINCT FROM auth.uid() AND current_user <> 'service_role' THEN
+    RETURN '{"outcome": "forbidden"}';
+  END IF;
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  IF p_version IS NOT NULL AND b.version <> p_version THEN
+    RETURN '{"outcome": "precondition_failed"}';
+  END IF;
+  IF b.status = 'cancelled' THEN
+    RETURN '{"outcome": "invalid", "field": "status", "message": "a cancelled booking cannot be rescheduled"}';
+  END IF;
+  SELECT * INTO r FROM booking.resources WHERE id = b.resource_id AND active;
+  IF NOT FOUND THEN
+    RETURN '{"outcome": "not_found"}';
+  END IF;
+  IF b.period <> p THEN
+    problem := booking.slot_problem(r, p_start, p_end, p_at);
+    IF problem IS NOT NULL THEN
+      RETURN jsonb_build_object('outcome', 'invalid') || problem;
+    END IF;
+  END IF;
+  FOR seat_no IN SELECT s FROM generate_series(1, r.capacity) s ORDER BY s <> b.seat, s LOOP
+    BEGIN
+      UPDATE booking.bookings
+         SET period = p, blocked = p, seat = seat_no,
+             note = CASE WHEN p_set_note THEN p_note ELSE note END
+       WHERE id = p_id
+      RETURNING * INTO b;
+      RETURN jsonb_build_object('outcome', 'updated', 'booking', booking.booking_json(b));
+    EXCEPTION WHEN exclusion_violation THEN
+      GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
+      IF cname = 'bookings_user_no_overlap' THEN
+        RETURN '{"outcome": "user_overlap"}';
+      END IF;
+    END;
+  END LOOP;
+  RETURN '{"outcome": "slot_taken"}';
+END
+$$;
+
+-- Cancel: idempotent (a cancelled booking is returned unchanged). Customers
+-- cancel their own bookings, staff those of their resources (RLS decides).
+CREATE FUNCTION booking.cancel_booking(p_id uuid, p_version int)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  b booking.bookings;
+BEGIN
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN '{"outcome": "not_found"}';
+  END IF;
+  IF b.status = 'cancelled' THEN
+    RETURN jsonb_build_object('outcome', 'unchanged', 'booking', booking.booking_json(b));
+  END IF;
+  IF p_version IS NOT NULL AND b.version <> p_version THEN
+    RETURN '{"outcome": "precondition_failed"}';
+  END IF;
+  UPDATE booking.bookings SET status = 'cancelled' WHERE id = p_id RETURNING * INTO b;
+  RETURN jsonb_build_object('outcome', 'updated', 'booking', booking.booking_json(b));
+END
+$$;
+
+-- Availability reads other users' busy periods, which RLS hides from the
+-- caller; so it is SECURITY DEFINER, with a pinned search_path, EXECUTE only
+-- for the request roles, and it returns nothing but free slots and a count of
+-- free seats: never who booked, never a booking id. The caller's own bookings
+-- (auth.uid()) are excluded as create would refuse them (user_overlap).
+CREATE FUNCTION booking.availability(p_resource uuid, p_from timestamptz, p_to timestamptz,
+                                     p_minutes int, p_at timestamptz)
+  RETURNS TABLE (slot_start timestamptz, slot_end timestamptz, remaining int)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  r booking.resources;
+  step int;
+  dur interval := make_interval(mins => p_minutes);
+  uid uuid := auth.uid();
+BEGIN
+  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  -- Every real UTC offset is a multiple of 15 minutes, so every instant whose
+  -- local time is on the grid is on this UTC grid too.
+  step := gcd(r.slot_minutes, 15);
+  RETURN QUERY
+  WITH busy AS MATERIALIZED (
+    SELECT b.seat, b.blocked FROM booking.bookings b
+     WHERE b.resource_id = p_resource AND b.status = 'confirmed'
+       AND b.blocked && tstzrange(p_from, p_to + dur + make_interval(mins => r.buffer_minutes), '[)')
+  ), mine AS MATERIALIZED (
+    SELECT b.period FROM booking.bookings b
+     WHERE b.user_id = uid AND b.status = 'confirmed'
+       AND b.period && tstzrange(p_from, p_to + dur, '[)')
+  ), cand AS (
+    SELECT t AS s, t + dur AS e
+      FROM generate_series(to_timestamp(ceil(extract(epoch FROM p_from) / (step * 60)) * step * 60),
+                           p_to - interval '1 microsecond', make_interval(mins => step)) t
+     WHERE t >= p_at + make_interval(mins => r.min_notice_minutes)
+       AND t <= p_at + make_interval(days => r.max_advance_days)
+  ), ok AS (
+    SELECT c.s, c.e FROM cand c
+     WHERE booking.slot_problem(r, c.s, c.e, p_at) IS NULL
+       AND NOT EXISTS (SELECT 1 FROM mine m WHERE m.period && tstzrange(c.s, c.e, '[)'))
+  ), counted AS (
+    SELECT o.s, o.e,
+           r.capacity - (SELECT count(DISTINCT bz.seat) FROM busy bz
+                          WHERE bz.blocked && tstzrange(o.s, o.e + make_interval(mins => r.buffer_minutes), '[)'))::int AS rem
+      FROM ok o
+  )
+  SELECT c.s, c.e, c.rem FROM counted c WHERE c.rem > 0 ORDER BY c.s;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int, timestamptz) TO authenticated, service_role;

@@ -1,0 +1,113 @@
+//! The command line (see the contract): serve, migrate, token, simulate.
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::Role;
+use crate::config::Config;
+use crate::db::{users, Db};
+use crate::domain::Phone;
+use crate::startup::{shutdown_signal, Application, Backend};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "booking",
+    version,
+    about = "A booking backend on PostgreSQL: no double bookings, private by construction"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations, then serve HTTP until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print an access token (alone on stdout).
+    Token {
+        /// The user's phone (E.164); the user is created if new.
+        #[arg(long, conflicts_with = "service", required_unless_present = "service")]
+        phone: Option<String>,
+        /// A service-role token (administration; bypasses RLS by design).
+        #[arg(long)]
+        service: bool,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=31_536_000))]
+        ttl: i64,
+    },
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let backend = Backend::open(&config).await?;
+            tracing::info!("migrations are current");
+            backend.shutdown().await
+        }
+        Command::Token {
+            phone,
+            service,
+            ttl,
+        } => {
+            // validate before touching the database
+            let phone = match (phone, service) {
+                (Some(p), false) => {
+                    Some(Phone::parse(&p).map_err(|e| anyhow::anyhow!("--phone: {e}"))?)
+                }
+                _ => None,
+            };
+            let backend = Backend::open(&config).await?;
+            let result = mint(&config, &backend, phone, ttl).await;
+            backend.shutdown().await?;
+            println!("{}", result?);
+            Ok(())
+        }
+    }
+}
+
+async fn mint(
+    config: &Config,
+    backend: &Backend,
+    phone: Option<Phone>,
+    ttl: i64,
+) -> anyhow::Result<String> {
+    let keys = crate::auth::jwt::Keys::new(&backend.jwt_secret, &config.jwt_issuers);
+    match phone {
+        None => keys.mint(uuid::Uuid::nil(), Role::Service, None, None, ttl),
+        Some(phone) => {
+            let db = Db::connect_lazy(backend.serve.clone(), 1);
+            let mut tx = db.begin(&crate::auth::Identity::service()).await?;
+            let (user, _) = users::get_or_create(tx.conn(), &phone, None).await?;
+            tx.commit().await?;
+            db.close().await;
+            keys.mint(
+                user.id,
+                Role::Authenticated,
+                Some(phone.as_str()),
+                None,
+                ttl,
+            )
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let backend = Backend::open(&config).await?;
+    let app = match Application::build(&config, backend.serve.clone(), &backend.jwt_secret).await {
+        Ok(app) => app,
+        Err(e) => {
+            backend.shutdown().await?;
+            return Err(e);
+        }
+    };
+    if config.otp_delivery == crate::config::OtpDelivery::Echo {
+        tracing::warn!("BOOKING_OTP_DELIVERY=echo: sign-in codes are returned in API responses. For automated tests and demos ONLY");
+    }
+    tracing::info!(addr = %app.local_addr(), "listening");
+    let result = app.run_until(shutdown_signal()).await;
+    backend.shutdown().await?;
+    result
+}

@@ -1,0 +1,248 @@
+//! Configuration from the environment (see the contract's table). Every value
+//! is checked at start; a bad one stops the program with one line naming the
+//! variable, instead of surfacing later as a confusing runtime failure.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A configuration error: always names the offending variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn bad(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Where the verification code of a phone sign-in goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtpDelivery {
+    /// Written to the server log (development).
+    Console,
+    /// POSTed as JSON to an SMS gateway adapter.
+    Webhook(String),
+    /// Also returned in the API response (automated tests and demos only).
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub database_url: Option<String>,
+    pub serve_database_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// Absent only when the private cluster is used: then it is generated and
+    /// kept in the data dir.
+    pub jwt_secret: Option<Vec<u8>>,
+    pub jwt_issuers: Vec<String>,
+    pub otp_delivery: OtpDelivery,
+    pub rate_limits: bool,
+    pub log_format: LogFormat,
+    pub access_token_ttl_secs: i64,
+    pub max_active_bookings: i64,
+    pub db_pool_size: u32,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Parse from any lookup function (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+
+        let addr = match non_empty("BOOKING_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.trim().parse().map_err(|_| {
+                bad(
+                    "BOOKING_ADDR",
+                    format!("`{v}` is not a socket address like 127.0.0.1:8080"),
+                )
+            })?,
+        };
+        let database_url = non_empty("DATABASE_URL");
+        if let Some(url) = &database_url {
+            check_pg_url("DATABASE_URL", url)?;
+        }
+        let serve_database_url = non_empty("BOOKING_SERVE_DATABASE_URL");
+        if let Some(url) = &serve_database_url {
+            if database_url.is_none() {
+                return Err(bad(
+                    "BOOKING_SERVE_DATABASE_URL",
+                    "only meaningful together with DATABASE_URL",
+                ));
+            }
+            check_pg_url("BOOKING_SERVE_DATABASE_URL", url)?;
+        }
+        let data_dir =
+            PathBuf::from(non_empty("BOOKING_DATA_DIR").unwrap_or_else(|| "./.booking".into()));
+        let jwt_secret = match non_empty("BOOKING_JWT_SECRET") {
+            Some(s) if s.len() < 32 => {
+                return Err(bad("BOOKING_JWT_SECRET", "must be at least 32 bytes long"))
+            }
+            Some(s) => Some(s.into_bytes()),
+            None if database_url.is_some() => {
+                return Err(bad(
+                    "BOOKING_JWT_SECRET",
+                    "required when DATABASE_URL is set (an HS256 secret of at least 32 bytes)",
+                ))
+            }
+            None => None,
+        };
+        let jwt_issuers: Vec<String> = non_empty("BOOKING_JWT_ISSUERS")
+            .unwrap_or_else(|| "booking".into())
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if jwt_issuers.is_empty() {
+            return Err(bad("BOOKING_JWT_ISSUERS", "names no issuer"));
+        }
+        let otp_delivery = match non_empty("BOOKING_OTP_DELIVERY").as_deref() {
+            None | Some("console") => OtpDelivery::Console,
+            Some("echo") => OtpDelivery::Echo,
+            Some(v) if v.starts_with("webhook:") => {
+                let url = &v["webhook:".len()..];
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
+                    return Err(bad(
+                        "BOOKING_OTP_DELIVERY",
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
+                OtpDelivery::Webhook(url.to_string())
+            }
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_OTP_DELIVERY",
+                    format!("`{v}` is not one of console, echo, webhook:URL"),
+                ))
+            }
+        };
+        let rate_limits = match non_empty("BOOKING_RATE_LIMITS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_RATE_LIMITS",
+                    format!("`{v}` is not on or off"),
+                ))
+            }
+        };
+        let log_format = match non_empty("BOOKING_LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_LOG_FORMAT",
+                    format!("`{v}` is not json or pretty"),
+                ))
+            }
+        };
+        let access_token_ttl_secs =
+            int_var(&non_empty, "BOOKING_ACCESS_TOKEN_TTL", 3600, 60, 86_400 * 7)?;
+        let max_active_bookings =
+            int_var(&non_empty, "BOOKING_MAX_ACTIVE_BOOKINGS", 100, 1, 1_000_000)?;
+        let db_pool_size = int_var(&non_empty, "BOOKING_DB_POOL_SIZE", 16, 1, 500)? as u32;
+        Ok(Config {
+            addr,
+            database_url,
+            serve_database_url,
+            data_dir,
+            jwt_secret,
+            jwt_issuers,
+            otp_delivery,
+            rate_limits,
+            log_format,
+            access_token_ttl_secs,
+            max_active_bookings,
+            db_pool_size,
+        })
+    }
+}
+
+fn int_var(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(bad(
+                var,
+                format!("`{v}` is not a whole number in {min}..={max}"),
+            )),
+        },
+    }
+}
+
+fn check_pg_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        url.parse::<sqlx::postgres::PgConnectOptions>()
+            .map(|_| ())
+            .map_err(|e| bad(var, format!("not a valid PostgreSQL URL: {e}")))
+    } else {
+        Err(bad(var, "must start with postgres:// or postgresql://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.jwt_issuers, vec!["booking"]);
+        assert_eq!(c.otp_delivery, OtpDelivery::Console);
+        assert!(c.rate_limits);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        for (k, v) in [
+            ("BOOKING_ADDR", "nope"),
+            ("DATABASE_URL", "mysql://x"),
+            ("BOOKING_JWT_SECRET", "short"),
+            ("BOOKING_OTP_DELIVERY", "sms"),
+            ("BOOKING_RATE_LIMITS", "maybe"),
+            ("BOOKING_LOG_FORMAT", "xml"),
+        ] {
+            let e = parse(&[(k, v)]).expect_err(k);
+            assert_eq!(e.var, k);
+            assert!(e.to_string().starts_with(k));
+        }
+    }
+
+    #[test]
+    fn an_external_database_requires_a_secret() {
+        let e = parse(&[("DATABASE_URL", "postgres://u@localhost/db")]).expect_err("secret");
+        assert_eq!(e.var, "BOOKING_JWT_SECRET");
+    }
+}

@@ -1,0 +1,125 @@
+//! Migrations: numbered SQL files compiled into the binary, applied in order,
+//! each in its own transaction, under an advisory lock so that several
+//! processes starting at once apply each migration exactly once. A migration
+//! that changed after it was applied is an error, not a silent skip.
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use sqlx::{Connection, PgConnection};
+
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: include_str!("../../migrations/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "rules",
+        sql: include_str!("../../migrations/0002_rules.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "rls",
+        sql: include_str!("../../migrations/0003_rls.sql"),
+    },
+];
+
+/// The version the code expects the database to be at.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+const LOCK_KEY: i64 = 0x626f_6f6b_696e_67; // "booking"
+
+/// Apply pending migrations; returns how many were applied.
+pub async fn run(conn: &mut PgConnection) -> anyhow::Result<usize> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    let result = apply(conn).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+async fn apply(conn: &mut PgConnection) -> anyhow::Result<usize> {
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS booking; \
+         CREATE TABLE IF NOT EXISTS booking.schema_migrations ( \
+           version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, \
+           applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(&mut *conn)
+    .await
+    .context("cannot create booking.schema_migrations")?;
+    let applied: Vec<(i32, String)> =
+        sqlx::query_as("SELECT version, checksum FROM booking.schema_migrations ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut count = 0;
+    for m in MIGRATIONS {
+        let sum = hex::encode(Sha256::digest(m.sql.as_bytes()));
+        if let Some((_, old)) = applied.iter().find(|(v, _)| *v == m.version) {
+            if *old != sum {
+                bail!(
+                    "migration {} ({}) changed after it was applied",
+                    m.version,
+                    m.name
+                );
+            }
+            continue;
+        }
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("migration {} ({}) failed", m.version, m.name))?;
+        sqlx::query(
+            "INSERT INTO booking.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(&sum)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, name = m.name, "migration applied");
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Create (or update the password of) the non-privileged login role the
+/// server serves through: LOGIN, NOINHERIT (no privileges until it switches to
+/// a request role), no SUPERUSER, no BYPASSRLS, owns nothing.
+pub async fn ensure_login_role(
+    conn: &mut PgConnection,
+    name: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    if !password.chars().all(|c| c.is_ascii_alphanumeric())
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        bail!("login role name and password must be alphanumeric");
+    }
+    let sql = format!(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{name}') THEN \
+             CREATE ROLE {name} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
+           END IF; END $$; \
+         ALTER ROLE {name} WITH LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'; \
+         GRANT anon, authenticated, service_role TO {name};"
+    );
+    sqlx::raw_sql(&sql).execute(&mut *conn).await?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Database access. The caller owns the transaction: a request opens one
+//! [`Scoped`] transaction — already switched to the caller's role with the
+//! caller's claims, both set *locally* so nothing outlives it on a pooled
+//! connection — and passes `&mut PgConnection` to the small functions of the
+//! per-table modules. There is no way to reach the pool unscoped from a handler.
+
+pub mod bookings;
+pub mod migrate;
+pub mod resources;
+pub mod retry;
+pub mod users;
+
+use crate::auth::Identity;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use std::time::Duration;
+
+/// The serving pool. Connections are the non-privileged login role; each
+/// carries timeouts so that nothing hangs: a statement never runs longer than
+/// 5 s, a lock is never waited for longer than 2 s (then 55P03, retried or a
+/// 503), and an idle transaction is cut after 15 s.
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+}
+
+pub const STATEMENT_TIMEOUT: &str = "5s";
+pub const LOCK_TIMEOUT: &str = "2s";
+
+impl Db {
+    pub fn connect_lazy(opts: PgConnectOptions, max: u32) -> Db {
+        let opts = opts.options([
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("idle_in_transaction_session_timeout", "15s"),
+            ("TimeZone", "UTC"),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(3))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(opts);
+        Db { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Begin a transaction scoped to `who`: `role` and `request.jwt.claims` set
+    /// with `set_config(..., true)`, i.e. for this transaction only.
+    pub async fn begin(&self, who: &Identity) -> Result<Scoped, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+        )
+        .bind(who.db_role())
+        .bind(who.claims_json())
+        .execute(&mut *tx)
+        .await?;
+        Ok(Scoped { tx })
+    }
+
+    /// A transaction as `anon` with no claims (readiness checks).
+    pub async fn begin_anon(&self) -> Result<Scoped, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('role', 'anon', true)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(Scoped { tx })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction running as the request's caller.
+pub struct Scoped {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl Scoped {
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// SQLSTATE and constraint name of a database error, if it is one.
+pub fn db_error_parts(e: &sqlx::Error) -> Option<(String, Option<String>)> {
+    match e {
+        sqlx::Error::Database(d) => Some((
+            d.code().map(|c| c.to_string()).unwrap_or_default(),
+            d.constraint().map(str::to_string),
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,194 @@
+//! Resources: what is booked. Everyone signed in reads the active ones (RLS);
+//! only the service role writes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// A resource as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Resource {
+    pub id: Uuid,
+    pub name: String,
+    pub timezone: String,
+    pub capacity: i32,
+    pub slot_minutes: i32,
+    pub min_duration_minutes: i32,
+    pub max_duration_minutes: i32,
+    pub buffer_minutes: i32,
+    pub min_notice_minutes: i32,
+    pub max_advance_days: i32,
+    /// `mon`..`sun` → list of `["HH:MM","HH:MM"]` local intervals; null = always open.
+    #[schema(value_type = Option<Object>)]
+    pub opening_hours: Option<serde_json::Value>,
+    pub owner_id: Option<Uuid>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every writable field, validated (see `http::resources`).
+#[derive(Debug, Clone)]
+pub struct ResourceFields {
+    pub name: String,
+    pub timezone: String,
+    pub capacity: i32,
+    pub slot_minutes: i32,
+    pub min_duration_minutes: i32,
+    pub max_duration_minutes: i32,
+    pub buffer_minutes: i32,
+    pub min_notice_minutes: i32,
+    pub max_advance_days: i32,
+    pub opening_hours: Option<serde_json::Value>,
+    pub owner_id: Option<Uuid>,
+    pub active: bool,
+}
+
+const COLUMNS: &str = "id, name, timezone, capacity, slot_minutes, min_duration_minutes, max_duration_minutes, \
+    buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, created_at, updated_at";
+
+pub async fn list_active(conn: &mut PgConnection) -> sqlx::Result<Vec<Resource>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM booking.resources WHERE active ORDER BY name, id LIMIT 1000"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Resource>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM booking.resources WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn get_for_update(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Resource>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM booking.resources WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn insert(conn: &mut PgConnection, f: &ResourceFields) -> sqlx::Result<Resource> {
+    sqlx::query_as(&format!(
+        "INSERT INTO booking.resources (name, timezone, capacity, slot_minutes, min_duration_minutes, \
+           max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+    ))
+    .bind(&f.name)
+    .bind(&f.timezone)
+    .bind(f.capacity)
+    .bind(f.slot_minutes)
+    .bind(f.min_duration_minutes)
+    .bind(f.max_duration_minutes)
+    .bind(f.buffer_minutes)
+    .bind(f.min_notice_minutes)
+    .bind(f.max_advance_days)
+    .bind(&f.opening_hours)
+    .bind(f.owner_id)
+    .bind(f.active)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    id: Uuid,
+    f: &ResourceFields,
+) -> sqlx::Result<Resource> {
+    sqlx::query_as(&format!(
+        "UPDATE booking.resources SET name = $2, timezone = $3, capacity = $4, slot_minutes = $5, \
+           min_duration_minutes = $6, max_duration_minutes = $7, buffer_minutes = $8, min_notice_minutes = $9, \
+           max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, updated_at = now() \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(&f.name)
+    .bind(&f.timezone)
+    .bind(f.capacity)
+    .bind(f.slot_minutes)
+    .bind(f.min_duration_minutes)
+    .bind(f.max_duration_minutes)
+    .bind(f.buffer_minutes)
+    .bind(f.min_notice_minutes)
+    .bind(f.max_advance_days)
+    .bind(&f.opening_hours)
+    .bind(f.owner_id)
+    .bind(f.active)
+    .fetch_one(conn)
+    .await
+}
+
+/// Before lowering capacity: block booking writes until this transaction
+/// ends (SHARE conflicts with the ROW EXCLUSIVE lock every INSERT/UPDATE
+/// takes), then ask whether a confirmed booking that has not ended holds a
+/// seat beyond `capacity`. Writers that come after see the new capacity, and
+/// the bookings trigger refuses a seat beyond it.
+pub async fn seats_in_use_beyond(
+    conn: &mut PgConnection,
+    id: Uuid,
+    capacity: i32,
+    now: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    sqlx::query("LOCK TABLE booking.bookings IN SHARE MODE")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM booking.bookings WHERE resource_id = $1 AND status = 'confirmed' \
+           AND seat > $2 AND upper(period) > $3)",
+    )
+    .bind(id)
+    .bind(capacity)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// Whether a user with this id exists (for owner_id).
+pub async fn user_exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM booking.users WHERE id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+}
+
+/// Whether PostgreSQL knows this time zone name.
+pub async fn timezone_known(conn: &mut PgConnection, tz: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+        .bind(tz)
+        .fetch_one(conn)
+        .await
+}
+
+/// One free slot.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub remaining: i32,
+}
+
+pub async fn availability(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    minutes: i32,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Vec<Slot>> {
+    sqlx::query_as(
+        "SELECT slot_start AS start, slot_end AS \"end\", remaining FROM booking.availability($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .bind(minutes)
+    .bind(now)
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,56 @@
+//! Bounded, jittered retries of transient database failures: serialization
+//! failures (40001), deadlocks (40P01) and lock timeouts (55P03). After the
+//! last attempt the caller gets a 503 with `Retry-After`, never a 500.
+
+use crate::error::ApiError;
+use rand::Rng;
+use std::future::Future;
+use std::time::Duration;
+
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// True for SQLSTATEs worth retrying.
+pub fn is_transient(e: &ApiError) -> Option<&'static str> {
+    match e {
+        ApiError::Database(sqlx::Error::Database(d)) => match d.code().as_deref() {
+            Some("40001") => Some("40001"),
+            Some("40P01") => Some("40P01"),
+            Some("55P03") => Some("55P03"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Run `op` (a whole transaction) until it succeeds, fails for good, or the
+/// attempts run out.
+pub async fn with_retry<T, F, Fut>(mut op: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) => match is_transient(&e) {
+                Some(code) => {
+                    metrics::counter!("booking_db_retries_total", "sqlstate" => code).increment(1);
+                    if attempt >= MAX_ATTEMPTS {
+                        tracing::warn!(
+                            sqlstate = code,
+                            attempt,
+                            "transient database failure; giving up"
+                        );
+                        return Err(ApiError::Unavailable { retry_after: 1 });
+                    }
+                    let base = 10u64 << attempt;
+                    let jitter = rand::thread_rng().gen_range(0..=base);
+                    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+                    attempt += 1;
+                }
+                None => return Err(e),
+            },
+            ok => return ok,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Users, found by phone.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::Phone;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub phone: String,
+    pub display_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Race-safe get-or-create (the original script's getOrCreateUser): the
+/// unique key on phone decides; concurrent first sign-ins all get the one row.
+/// Returns the user and whether this call created it. Needs service_role.
+pub async fn get_or_create(
+    conn: &mut PgConnection,
+    phone: &Phone,
+    display_name: Option<&str>,
+) -> sqlx::Result<(User, bool)> {
+    let created: Option<User> = sqlx::query_as(
+        "INSERT INTO booking.users (phone, display_name) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING \
+         RETURNING id, phone, display_name, created_at",
+    )
+    .bind(phone.as_str())
+    .bind(display_name)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(u) = created {
+        return Ok((u, true));
+    }
+    let existing = by_phone(conn, phone)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok((existing, false))
+}
+
+pub async fn by_phone(conn: &mut PgConnection, phone: &Phone) -> sqlx::Result<Option<User>> {
+    sqlx::query_as("SELECT id, phone, display_name, created_at FROM booking.users WHERE phone = $1")
+        .bind(phone.as_str())
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as("SELECT id, phone, display_name, created_at FROM booking.users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_display_name(
+    conn: &mut PgConnection,
+    id: Uuid,
+    name: Option<&str>,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(
+        "UPDATE booking.users SET display_name = $2, updated_at = now() WHERE id = $1 \
+         RETURNING id, phone, display_name, created_at",
+    )
+    .bind(id)
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+}

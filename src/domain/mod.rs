@@ -1,0 +1,9 @@
+//! Parse, don't validate: types whose values are valid by construction.
+
+pub mod hours;
+pub mod phone;
+pub mod time_range;
+
+pub use hours::OpeningHours;
+pub use phone::Phone;
+pub use time_range::TimeRange;

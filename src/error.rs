@@ -1,0 +1,227 @@
+//! One error type, one wire shape: every 4xx/5xx is `application/problem+json`
+//! `{"type","title","status","detail","code","request_id","errors"?}` with a
+//! stable machine `code`. Database errors are mapped by SQLSTATE *and*
+//! constraint name, never by kind alone; a 5xx is logged with its cause and
+//! sent without internals.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+tokio::task_local! {
+    /// The current request's id (set by the request-id middleware), so that
+    /// every problem body can carry it.
+    pub static REQUEST_ID: String;
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The problem+json body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("the requested time is not available")]
+    SlotTaken,
+    #[error("you already hold an overlapping booking")]
+    UserOverlap,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the resource changed since you read it")]
+    PreconditionFailed,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("too many requests")]
+    RateLimited { retry_after: u64 },
+    #[error("service temporarily unavailable")]
+    Unavailable { retry_after: u64 },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// Map a database error: constraint names first, then transient states.
+    fn classify(&self) -> (StatusCode, &'static str, Option<u64>) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            NotFound => (StatusCode::NOT_FOUND, "not_found", None),
+            Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", None),
+            SlotTaken => (StatusCode::CONFLICT, "slot_taken", None),
+            UserOverlap => (StatusCode::CONFLICT, "user_overlap", None),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", None),
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                None,
+            ),
+            IdempotencyInProgress => (StatusCode::CONFLICT, "idempotency_in_progress", None),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None),
+            RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                Some(*retry_after),
+            ),
+            Unavailable { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                Some(*retry_after),
+            ),
+            Database(e) => match crate::db::db_error_parts(e) {
+                Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
+                    ("23P01", Some("bookings_no_overlap")) => {
+                        (StatusCode::CONFLICT, "slot_taken", None)
+                    }
+                    ("23P01", Some("bookings_user_no_overlap")) => {
+                        (StatusCode::CONFLICT, "user_overlap", None)
+                    }
+                    ("40001" | "40P01" | "55P03" | "57014", _) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
+                    }
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+                },
+                None => match e {
+                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
+                    }
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+                },
+            },
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.classify().0
+    }
+}
+
+/// Title for a status code.
+pub fn title_for(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("Error").to_string()
+}
+
+/// The current request id, or "-" outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".into())
+}
+
+/// Build a problem response from its parts.
+pub fn problem_response(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<Vec<FieldError>>,
+    retry_after: Option<u64>,
+) -> Response {
+    let body = Problem {
+        kind: format!("https://booking.invalid/problems/{code}"),
+        title: title_for(status),
+        status: status.as_u16(),
+        detail,
+        code: code.to_string(),
+        request_id: current_request_id(),
+        errors,
+    };
+    let mut resp = (status, serde_json::to_string(&body).unwrap_or_default()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, retry_after) = self.classify();
+        let detail = if status.is_server_error() {
+            if status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(error = ?self, "request failed");
+            } else {
+                tracing::warn!(error = %self, "request unavailable");
+            }
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the service is busy or the database is unavailable; retry later".into()
+                }
+                _ => "an internal error occurred".into(),
+            }
+        } else {
+            match (&self, code) {
+                (_, "slot_taken") => ApiError::SlotTaken.to_string(),
+                (_, "user_overlap") => ApiError::UserOverlap.to_string(),
+                (ApiError::Validation(errs), _) => errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                _ => self.to_string(),
+            }
+        };
+        let errors = match self {
+            ApiError::Validation(errs) => Some(errs),
+            _ => None,
+        };
+        problem_response(status, code, detail, errors, retry_after)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,425 @@
+//! `/v1/bookings`: create, list, get, reschedule, cancel, history.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{double_option, Auth, IfMatch, Json, PathId, Query, Service, User};
+use super::AppState;
+use crate::db::bookings::{self, Booking, Event, ListFilter, Outcome, Status};
+use crate::db::retry::with_retry;
+use crate::domain::time_range::parse_instant;
+use crate::domain::TimeRange;
+use crate::error::{ApiError, ApiResult, FieldError};
+
+/// Body of `POST /v1/bookings`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBooking {
+    pub resource_id: Uuid,
+    /// RFC 3339 with an offset.
+    pub start: String,
+    /// RFC 3339 with an offset; exclusive.
+    pub end: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Body of `PATCH /v1/bookings/{id}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reschedule {
+    pub start: String,
+    pub end: String,
+    /// Absent: keep; null: clear; a string: replace.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub note: Option<Option<String>>,
+}
+
+pub const MAX_NOTE_CHARS: usize = 1000;
+
+/// Parse and check a period and note; all field errors at once.
+pub fn parse_period(start: &str, end: &str, note: Option<&str>) -> Result<TimeRange, ApiError> {
+    let mut errors = Vec::new();
+    let s = parse_instant(start)
+        .map_err(|m| errors.push(FieldError::new("start", m)))
+        .ok();
+    let e = parse_instant(end)
+        .map_err(|m| errors.push(FieldError::new("end", m)))
+        .ok();
+    if let Some(n) = note {
+        if n.chars().count() > MAX_NOTE_CHARS {
+            errors.push(FieldError::new(
+                "note",
+                format!("at most {MAX_NOTE_CHARS} characters"),
+            ));
+        } else if n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            errors.push(FieldError::new(
+                "note",
+                "must not contain control characters",
+            ));
+        }
+    }
+    if let (Some(s), Some(e)) = (s, e) {
+        match TimeRange::new(s, e) {
+            Ok(r) if errors.is_empty() => return Ok(r),
+            Ok(_) => {}
+            Err(m) => errors.push(FieldError::new("end", m)),
+        }
+    }
+    Err(ApiError::Validation(errors))
+}
+
+/// A booking response: the body, `ETag: "<version>"`, and the status.
+pub fn booking_response(status: StatusCode, b: &Booking) -> Response {
+    let mut resp = (status, axum::Json(b)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", b.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    if status == StatusCode::CREATED {
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/bookings/{}", b.id)) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    resp
+}
+
+/// Turn a write function's outcome into the booking or the matching error.
+fn settle(out: Outcome) -> ApiResult<Booking> {
+    match (out.outcome.as_str(), out.booking) {
+        ("created" | "updated" | "unchanged", Some(b)) => Ok(b),
+        ("not_found", _) => Err(ApiError::NotFound),
+        ("slot_taken", _) => Err(ApiError::SlotTaken),
+        ("user_overlap", _) => Err(ApiError::UserOverlap),
+        ("precondition_failed", _) => Err(ApiError::PreconditionFailed),
+        ("forbidden", _) => Err(ApiError::Forbidden(
+            "staff may see and cancel bookings on their resources, not move them".into(),
+        )),
+        ("invalid", _) => Err(ApiError::validation(
+            out.field.unwrap_or_else(|| "start".into()),
+            out.message.unwrap_or_else(|| "not acceptable".into()),
+        )),
+        (other, _) => Err(ApiError::Internal(anyhow::anyhow!(
+            "unexpected outcome {other}"
+        ))),
+    }
+}
+
+fn outcome_label(r: &ApiResult<Booking>) -> &'static str {
+    match r {
+        Ok(_) => "created",
+        Err(ApiError::SlotTaken) => "slot_taken",
+        Err(ApiError::UserOverlap) => "user_overlap",
+        Err(ApiError::Validation(_) | ApiError::NotFound) => "invalid",
+        Err(e) if e.status().is_client_error() => "invalid",
+        Err(_) => "error",
+    }
+}
+
+/// Create a booking.
+#[utoipa::path(post, path = "/v1/bookings", tag = "bookings", request_body = CreateBooking,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body replay the first answer (1-255 printable ASCII)")),
+    responses(
+        (status = 201, description = "Booked", body = Booking, headers(("ETag" = String), ("Location" = String))),
+        (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, description = "No such active resource", body = crate::error::Problem),
+        (status = 409, description = "slot_taken, user_overlap or idempotency_in_progress", body = crate::error::Problem),
+        (status = 413, body = crate::error::Problem),
+        (status = 422, description = "validation_failed or idempotency_key_reused", body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(st): State<AppState>,
+    User(who): User,
+    Json(body): Json<CreateBooking>,
+) -> ApiResult<Response> {
+    let period = parse_period(&body.start, &body.end, body.note.as_deref())?;
+    let now = st.clock.now();
+    let result = with_retry(|| async {
+        let mut tx = st.db.begin(&who).await?;
+        let b = settle(
+            bookings::create(
+                tx.conn(),
+                body.resource_id,
+                period,
+                body.note.as_deref(),
+                now,
+            )
+            .await?,
+        )?;
+        tx.commit().await?;
+        Ok(b)
+    })
+    .await;
+    metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&result)).increment(1);
+    Ok(booking_response(StatusCode::CREATED, &result?))
+}
+
+/// Query of the booking lists.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only bookings that end after this instant (RFC 3339).
+    pub from: Option<String>,
+    /// Only bookings that start before this instant (RFC 3339).
+    pub to: Option<String>,
+    /// `confirmed` or `cancelled`.
+    pub status: Option<String>,
+    pub resource_id: Option<String>,
+    /// 1-100, default 50.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Admin list only: one user's bookings.
+    pub user_id: Option<String>,
+}
+
+/// A page of bookings.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BookingPage {
+    pub items: Vec<Booking>,
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(b: &Booking) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}|{}",
+        b.start.timestamp_micros(),
+        b.id
+    ))
+}
+
+fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (micros, id) = text.split_once('|')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        Uuid::parse_str(id).ok()?,
+    ))
+}
+
+fn parse_list_query(q: &ListQuery, allow_user: bool) -> ApiResult<ListFilter> {
+    let mut errors = Vec::new();
+    let mut f = ListFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    if let Some(v) = &q.from {
+        f.from = parse_instant(v)
+            .map_err(|m| errors.push(FieldError::new("from", m)))
+            .ok();
+    }
+    if let Some(v) = &q.to {
+        f.to = parse_instant(v)
+            .map_err(|m| errors.push(FieldError::new("to", m)))
+            .ok();
+    }
+    if let (Some(a), Some(b)) = (f.from, f.to) {
+        if b <= a {
+            errors.push(FieldError::new("to", "must be after from"));
+        }
+    }
+    match q.status.as_deref() {
+        None => {}
+        Some("confirmed") => f.status = Some(Status::Confirmed),
+        Some("cancelled") => f.status = Some(Status::Cancelled),
+        Some(_) => errors.push(FieldError::new("status", "must be confirmed or cancelled")),
+    }
+    if let Some(v) = &q.resource_id {
+        f.resource_id = Uuid::parse_str(v)
+            .map_err(|_| errors.push(FieldError::new("resource_id", "must be a UUID")))
+            .ok();
+    }
+    if let Some(v) = &q.user_id {
+        if allow_user {
+            f.user_id = Uuid::parse_str(v)
+                .map_err(|_| errors.push(FieldError::new("user_id", "must be a UUID")))
+                .ok();
+        } else {
+            errors.push(FieldError::new(
+                "user_id",
+                "only the admin list filters by user",
+            ));
+        }
+    }
+    if let Some(v) = &q.limit {
+        match v.parse::<i64>() {
+            Ok(n) if (1..=100).contains(&n) => f.limit = n,
+            _ => errors.push(FieldError::new(
+                "limit",
+                "must be a whole number from 1 to 100",
+            )),
+        }
+    }
+    if let Some(v) = &q.cursor {
+        match decode_cursor(v) {
+            Some(c) => f.after = Some(c),
+            None => errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(f)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+async fn page(st: &AppState, who: &crate::auth::Identity, f: ListFilter) -> ApiResult<BookingPage> {
+    let mut tx = st.db.begin(who).await?;
+    let mut items = bookings::list(tx.conn(), &f).await?;
+    tx.commit().await?;
+    let next_cursor = if items.len() as i64 > f.limit {
+        items.truncate(f.limit as usize);
+        items.last().map(encode_cursor)
+    } else {
+        None
+    };
+    Ok(BookingPage { items, next_cursor })
+}
+
+/// List bookings: your own; with `resource_id`, every booking you may see on
+/// that resource (all of them if you are its owner).
+#[utoipa::path(get, path = "/v1/bookings", tag = "bookings", params(ListQuery),
+    responses((status = 200, body = BookingPage), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(st): State<AppState>,
+    Auth(who): Auth,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<BookingPage>> {
+    let mut f = parse_list_query(&q, false)?;
+    if f.resource_id.is_none() && !who.is_service() {
+        f.user_id = Some(who.user_id);
+    }
+    Ok(axum::Json(page(&st, &who, f).await?))
+}
+
+/// Every booking (service role).
+#[utoipa::path(get, path = "/v1/admin/bookings", tag = "admin", params(ListQuery),
+    responses((status = 200, body = BookingPage), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn admin_list(
+    State(st): State<AppState>,
+    Service(who): Service,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<BookingPage>> {
+    let f = parse_list_query(&q, true)?;
+    Ok(axum::Json(page(&st, &who, f).await?))
+}
+
+/// One booking (yours, or on a resource you own). Anyone else's is 404.
+#[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(st): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    let mut tx = st.db.begin(&who).await?;
+    let b = bookings::get(tx.conn(), id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tx.commit().await?;
+    Ok(booking_response(StatusCode::OK, &b))
+}
+
+/// Reschedule (and optionally change the note). Atomic: if the new period is
+/// taken the booking keeps its old one.
+#[utoipa::path(patch, path = "/v1/bookings/{id}", tag = "bookings", request_body = Reschedule,
+    params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag you read: 412 if the booking changed since"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 412, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn reschedule(
+    State(st): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId,
+    IfMatch(version): IfMatch,
+    Json(body): Json<Reschedule>,
+) -> ApiResult<Response> {
+    let note = body.note.as_ref().map(|n| n.as_deref());
+    let period = parse_period(&body.start, &body.end, note.flatten())?;
+    let now = st.clock.now();
+    let b = with_retry(|| async {
+        let mut tx = st.db.begin(&who).await?;
+        let b = settle(bookings::reschedule(tx.conn(), id, period, note, version, now).await?)?;
+        tx.commit().await?;
+        Ok(b)
+    })
+    .await?;
+    Ok(booking_response(StatusCode::OK, &b))
+}
+
+/// Cancel. Repeating it changes nothing.
+#[utoipa::path(delete, path = "/v1/bookings/{id}", tag = "bookings",
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The ETag you read"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 412, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(st): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId,
+    IfMatch(version): IfMatch,
+) -> ApiResult<Response> {
+    let b = with_retry(|| async {
+        let mut tx = st.db.begin(&who).await?;
+        let b = settle(bookings::cancel(tx.conn(), id, version).await?)?;
+        tx.commit().await?;
+        Ok(b)
+    })
+    .await?;
+    Ok(booking_response(StatusCode::OK, &b))
+}
+
+/// History of a booking.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
+    pub items: Vec<Event>,
+}
+
+/// What happened to a booking: created, rescheduled, cancelled; who and when.
+#[utoipa::path(get, path = "/v1/bookings/{id}/history", tag = "bookings", params(("id" = Uuid, Path)),
+    responses((status = 200, body = History), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(st): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId,
+) -> ApiResult<axum::Json<History>> {
+    let mut tx = st.db.begin(&who).await?;
+    bookings::get(tx.conn(), id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let items = bookings::history(tx.conn(), id).await?;
+    tx.commit().await?;
+    Ok(axum::Json(History { items }))
+}

@@ -1,0 +1,135 @@
+//! The HTTP API: router, shared state, the OpenAPI document.
+
+pub mod bookings;
+pub mod extract;
+pub mod middleware;
+pub mod ops;
+pub mod resources;
+pub mod users;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+use crate::auth::jwt::Keys;
+use crate::config::Config;
+use crate::db::Db;
+
+/// Request bodies over this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The server's clock. Tests shift it instead of sleeping.
+#[derive(Clone, Default)]
+pub struct Clock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl Clock {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
+    }
+    /// Move the clock (tests): `now()` becomes `to` (and keeps ticking).
+    pub fn set(&self, to: DateTime<Utc>) {
+        self.offset_ms
+            .store((to - Utc::now()).num_milliseconds(), Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub keys: Arc<Keys>,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "booking", description = "A booking backend on PostgreSQL: no double bookings, private by construction. \
+Errors are application/problem+json with a stable `code`. Times are RFC 3339; periods are half-open [start, end)."),
+    paths(
+        bookings::create, bookings::list, bookings::get, bookings::reschedule, bookings::cancel, bookings::history,
+        bookings::admin_list,
+        resources::list, resources::get, resources::availability, resources::create, resources::update,
+        users::me, users::update_me, users::admin_create, users::admin_find,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError)),
+    modifiers(&SecurityAddon),
+    tags((name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct SecurityAddon;
+
+impl utoipa::Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/bookings", post(bookings::create).get(bookings::list))
+        .route(
+            "/v1/bookings/{id}",
+            get(bookings::get)
+                .patch(bookings::reschedule)
+                .delete(bookings::cancel),
+        )
+        .route("/v1/bookings/{id}/history", get(bookings::history))
+        .route("/v1/admin/bookings", get(bookings::admin_list))
+        .route("/v1/resources", get(resources::list))
+        .route("/v1/resources/{id}", get(resources::get))
+        .route(
+            "/v1/resources/{id}/availability",
+            get(resources::availability),
+        )
+        .route("/v1/admin/resources", post(resources::create))
+        .route(
+            "/v1/admin/resources/{id}",
+            axum::routing::patch(resources::update),
+        )
+        .route("/v1/me", get(users::me).patch(users::update_me))
+        .route(
+            "/v1/admin/users",
+            post(users::admin_create).get(users::admin_find),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi_json))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi()),
+        )
+        .route_layer(axum::middleware::from_fn(middleware::record_route))
+        .fallback(not_found)
+        .with_state(state);
+    api.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(middleware::pipeline))
+}

@@ -1,0 +1,23 @@
+//! Logs: JSON lines on stderr (`BOOKING_LOG_FORMAT=pretty` for humans),
+//! filtered by `RUST_LOG` (default `info`). Secrets never reach them: tokens
+//! are not logged, phone numbers only masked.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub fn init(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -36,7 +36,7 @@ pub fn latest_version() -> i32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
 }
 
-const LOCK_KEY: i64 = 0x626f_6f6b_696e_67; // "booking"
+const LOCK_KEY: i64 = 0x0062_6f6f_6b69_6e67; // "booking"
 
 /// Apply pending migrations; returns how many were applied.
 pub async fn run(conn: &mut PgConnection) -> anyhow::Result<usize> {

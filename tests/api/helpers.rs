@@ -32,7 +32,10 @@ pub struct Server {
 }
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 pub fn server() -> &'static Server {
@@ -43,7 +46,10 @@ pub fn server() -> &'static Server {
         }
         std::thread::spawn(|| {
             let (admin, cluster) = match std::env::var("TEST_DATABASE_URL") {
-                Ok(url) => (url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"), None),
+                Ok(url) => (
+                    url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"),
+                    None,
+                ),
                 Err(_) => {
                     let c = Cluster::ephemeral().expect("start a throw-away PostgreSQL cluster");
                     (c.admin_options("postgres"), Some(c))
@@ -51,21 +57,45 @@ pub fn server() -> &'static Server {
             };
             let admin = admin.log_statements(tracing::log::LevelFilter::Trace);
             rt().block_on(async {
-                let mut conn = PgConnection::connect_with(&admin.clone().database("postgres")).await.expect("connect as admin");
-                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")).execute(&mut conn).await.expect("drop template");
-                sqlx::raw_sql(&format!("CREATE DATABASE {TEMPLATE}")).execute(&mut conn).await.expect("create template");
-                let mut t = PgConnection::connect_with(&admin.clone().database(TEMPLATE)).await.expect("connect template");
+                let mut conn = PgConnection::connect_with(&admin.clone().database("postgres"))
+                    .await
+                    .expect("connect as admin");
+                sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop template");
+                sqlx::raw_sql(&format!("CREATE DATABASE {TEMPLATE}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create template");
+                let mut t = PgConnection::connect_with(&admin.clone().database(TEMPLATE))
+                    .await
+                    .expect("connect template");
                 migrate::run(&mut t).await.expect("migrate template");
-                migrate::ensure_login_role(&mut t, pg::LOGIN_ROLE, LOGIN_PASSWORD).await.expect("login role");
+                migrate::ensure_login_role(&mut t, pg::LOGIN_ROLE, LOGIN_PASSWORD)
+                    .await
+                    .expect("login role");
                 t.close().await.expect("close");
                 conn.close().await.expect("close");
             });
-            let login = admin.clone().username(pg::LOGIN_ROLE).password(LOGIN_PASSWORD);
-            Server { admin, login, _cluster: cluster }
+            let login = admin
+                .clone()
+                .username(pg::LOGIN_ROLE)
+                .password(LOGIN_PASSWORD);
+            Server {
+                admin,
+                login,
+                _cluster: cluster,
+            }
         })
         .join()
         .expect("test database server")
     })
+}
+
+/// The superuser's options for any database of the test server.
+pub fn admin_options(db_name: &str) -> PgConnectOptions {
+    server().admin.clone().database(db_name)
 }
 
 /// The login role's options for a test database.
@@ -95,7 +125,10 @@ pub struct TestUser {
 pub fn test_config(extra: &[(&str, &str)]) -> Config {
     let mut m: HashMap<String, String> = HashMap::new();
     m.insert("BOOKING_ADDR".into(), "127.0.0.1:0".into());
-    m.insert("DATABASE_URL".into(), "postgres://unused@localhost/unused".into());
+    m.insert(
+        "DATABASE_URL".into(),
+        "postgres://unused@localhost/unused".into(),
+    );
     m.insert("BOOKING_JWT_SECRET".into(), JWT_SECRET.into());
     m.insert("BOOKING_OTP_DELIVERY".into(), "echo".into());
     m.insert("BOOKING_RATE_LIMITS".into(), "off".into());
@@ -115,8 +148,13 @@ impl TestApp {
     pub async fn spawn_with(extra: &[(&str, &str)]) -> TestApp {
         let srv = server();
         let db_name = format!("test_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect_with(&srv.admin.clone().database("postgres")).await.expect("admin");
-        sqlx::raw_sql(&format!("CREATE DATABASE {db_name} TEMPLATE {TEMPLATE}")).execute(&mut conn).await.expect("clone template");
+        let mut conn = PgConnection::connect_with(&srv.admin.clone().database("postgres"))
+            .await
+            .expect("admin");
+        sqlx::raw_sql(&format!("CREATE DATABASE {db_name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut conn)
+            .await
+            .expect("clone template");
         conn.close().await.expect("close");
         Self::serve_on(&db_name, extra).await
     }
@@ -131,9 +169,13 @@ impl TestApp {
     async fn serve_on(db_name: &str, extra: &[(&str, &str)]) -> TestApp {
         let srv = server();
         let config = test_config(extra);
-        let app = Application::build(&config, srv.login.clone().database(db_name), JWT_SECRET.as_bytes())
-            .await
-            .expect("build application");
+        let app = Application::build(
+            &config,
+            srv.login.clone().database(db_name),
+            JWT_SECRET.as_bytes(),
+        )
+        .await
+        .expect("build application");
         let addr = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -143,7 +185,10 @@ impl TestApp {
         TestApp {
             addr,
             db_name: db_name.to_string(),
-            client: reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
             keys: Keys::new(JWT_SECRET.as_bytes(), &["booking".to_string()]),
             state,
             shutdown: Some(tx),
@@ -167,16 +212,22 @@ impl TestApp {
 
     /// The superuser, on this test's database (bypasses RLS: for checks only).
     pub async fn admin_conn(&self) -> PgConnection {
-        PgConnection::connect_with(&server().admin.clone().database(&self.db_name)).await.expect("admin conn")
+        PgConnection::connect_with(&server().admin.clone().database(&self.db_name))
+            .await
+            .expect("admin conn")
     }
 
     /// The server's own non-privileged login, on this test's database.
     pub async fn login_conn(&self) -> PgConnection {
-        PgConnection::connect_with(&server().login.clone().database(&self.db_name)).await.expect("login conn")
+        PgConnection::connect_with(&server().login.clone().database(&self.db_name))
+            .await
+            .expect("login conn")
     }
 
     pub fn service_token(&self) -> String {
-        self.keys.mint(Uuid::nil(), Role::Service, None, None, 600).expect("mint")
+        self.keys
+            .mint(Uuid::nil(), Role::Service, None, None, 600)
+            .expect("mint")
     }
 
     /// Create (or find) a user by phone and sign them in.
@@ -193,7 +244,10 @@ impl TestApp {
         let u: Value = resp.json().await.expect("user json");
         let id = Uuid::parse_str(u["id"].as_str().expect("id")).expect("uuid");
         let phone = u["phone"].as_str().expect("phone").to_string();
-        let token = self.keys.mint(id, Role::Authenticated, Some(&phone), None, 600).expect("mint");
+        let token = self
+            .keys
+            .mint(id, Role::Authenticated, Some(&phone), None, 600)
+            .expect("mint");
         TestUser { id, phone, token }
     }
 
@@ -228,11 +282,20 @@ impl TestApp {
 
     /// The id of a new default resource (UTC, capacity 1, 15-minute grid).
     pub async fn room(&self) -> String {
-        self.resource(json!({})).await["id"].as_str().expect("id").to_string()
+        self.resource(json!({})).await["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
     }
 
     /// POST /v1/bookings (the request is built at once, so arguments may be temporaries).
-    pub fn book(&self, user: &TestUser, resource: &str, start: &str, end: &str) -> impl std::future::Future<Output = reqwest::Response> + Send + 'static {
+    pub fn book(
+        &self,
+        user: &TestUser,
+        resource: &str,
+        start: &str,
+        end: &str,
+    ) -> impl std::future::Future<Output = reqwest::Response> + Send + 'static {
         let req = self
             .client
             .post(self.url("/v1/bookings"))
@@ -242,15 +305,31 @@ impl TestApp {
     }
 
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("get")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get")
     }
 
     pub async fn patch(&self, token: &str, path: &str, body: Value) -> reqwest::Response {
-        self.client.patch(self.url(path)).bearer_auth(token).json(&body).send().await.expect("patch")
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("patch")
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> reqwest::Response {
-        self.client.delete(self.url(path)).bearer_auth(token).send().await.expect("delete")
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("delete")
     }
 
     /// Confirmed bookings on a resource, counted past RLS (superuser).
@@ -282,7 +361,9 @@ impl Drop for TestApp {
         let _ = std::thread::spawn(move || {
             rt().block_on(async move {
                 if let Ok(mut c) = PgConnection::connect_with(&admin.database("postgres")).await {
-                    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
                     let _ = c.close().await;
                 }
             })

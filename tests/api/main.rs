@@ -4,5 +4,7 @@ mod helpers;
 
 mod auth_tokens;
 mod bookings;
+mod cluster;
+mod migrations;
 mod races;
 mod rls;

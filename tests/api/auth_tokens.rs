@@ -8,7 +8,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 fn sign(claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).expect("sign")
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("sign")
 }
 
 fn claims(sub: &str) -> Value {
@@ -38,13 +43,25 @@ async fn bad_tokens_are_401_with_www_authenticate() {
     let mut flipped = good.clone().into_bytes();
     let i = flipped.len() - 5;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
-    let none_alg = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims(&sub)));
-    let hs512 = jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims(&sub), &EncodingKey::from_secret(JWT_SECRET.as_bytes())).expect("sign");
+    let none_alg = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(&sub))
+    );
+    let hs512 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS512),
+        &claims(&sub),
+        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .expect("sign");
     let cases: Vec<(&str, String)> = vec![
         ("garbage", "not.a.token".into()),
         ("alg none", none_alg),
         ("HS512", hs512),
-        ("wrong key", sign(&claims(&sub), b"another-secret-another-secret-another")),
+        (
+            "wrong key",
+            sign(&claims(&sub), b"another-secret-another-secret-another"),
+        ),
         ("flipped byte", String::from_utf8(flipped).expect("utf8")),
         ("expired", with("exp", json!(now - 3600))),
         ("exp as string", with("exp", json!((now + 600).to_string()))),
@@ -58,16 +75,43 @@ async fn bad_tokens_are_401_with_www_authenticate() {
         ("100 KiB", format!("{good}{}", "A".repeat(100 * 1024))),
     ];
     for (name, token) in cases {
-        let r = app.client.get(app.url("/v1/bookings")).bearer_auth(&token).send().await.expect("get");
+        let r = app
+            .client
+            .get(app.url("/v1/bookings"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), 401, "{name}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer", "{name}");
-        assert_eq!(r.json::<Value>().await.expect("json")["code"], "unauthorized", "{name}");
+        assert_eq!(
+            r.json::<Value>().await.expect("json")["code"],
+            "unauthorized",
+            "{name}"
+        );
     }
-    let r = app.client.get(app.url("/v1/bookings")).send().await.expect("get");
+    let r = app
+        .client
+        .get(app.url("/v1/bookings"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 401);
-    let r = app.client.get(app.url("/v1/bookings")).header("authorization", format!("Basic {good}")).send().await.expect("get");
+    let r = app
+        .client
+        .get(app.url("/v1/bookings"))
+        .header("authorization", format!("Basic {good}"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 401);
-    let r = app.client.get(app.url("/v1/bookings")).bearer_auth(&good).send().await.expect("get");
+    let r = app
+        .client
+        .get(app.url("/v1/bookings"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
 }
 
@@ -80,11 +124,21 @@ async fn a_user_token_on_admin_routes_is_403() {
         ("GET", "/v1/admin/users?phone=%2B14155550201".to_string()),
         ("POST", "/v1/admin/users".to_string()),
         ("POST", "/v1/admin/resources".to_string()),
-        ("PATCH", format!("/v1/admin/resources/{}", uuid::Uuid::new_v4())),
+        (
+            "PATCH",
+            format!("/v1/admin/resources/{}", uuid::Uuid::new_v4()),
+        ),
     ];
     for (method, path) in routes {
-        let req = app.client.request(method.parse().expect("method"), app.url(&path)).bearer_auth(&u.token);
-        let req = if method == "GET" { req } else { req.json(&json!({"phone": "+14155550999", "name": "x", "timezone": "UTC"})) };
+        let req = app
+            .client
+            .request(method.parse().expect("method"), app.url(&path))
+            .bearer_auth(&u.token);
+        let req = if method == "GET" {
+            req
+        } else {
+            req.json(&json!({"phone": "+14155550999", "name": "x", "timezone": "UTC"}))
+        };
         let r = req.send().await.expect("send");
         assert_eq!(r.status(), 403, "{method} {path}");
         assert_eq!(r.json::<Value>().await.expect("json")["code"], "forbidden");
@@ -103,5 +157,8 @@ async fn a_supabase_shaped_token_with_extra_claims_is_accepted() {
     let token = sign(&c, JWT_SECRET.as_bytes());
     let r = app.get(&token, "/v1/me").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.expect("json")["phone"], "+14155550202");
+    assert_eq!(
+        r.json::<Value>().await.expect("json")["phone"],
+        "+14155550202"
+    );
 }

@@ -5,8 +5,14 @@ use crate::helpers::{at, TestApp, TestUser};
 use futures::future::join_all;
 use serde_json::{json, Value};
 
-async fn statuses(futs: Vec<impl std::future::Future<Output = reqwest::Response>>) -> (usize, usize, Vec<u16>) {
-    let codes: Vec<u16> = join_all(futs).await.iter().map(|r| r.status().as_u16()).collect();
+async fn statuses(
+    futs: Vec<impl std::future::Future<Output = reqwest::Response>>,
+) -> (usize, usize, Vec<u16>) {
+    let codes: Vec<u16> = join_all(futs)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
     let created = codes.iter().filter(|c| **c == 201).count();
     let conflicts = codes.iter().filter(|c| **c == 409).count();
     (created, conflicts, codes)
@@ -28,7 +34,12 @@ async fn fifty_users_racing_for_one_slot_get_one_booking() {
 async fn fifty_users_racing_for_overlapping_unequal_periods_get_one_booking() {
     let app = TestApp::spawn().await;
     let users = app.users(50).await;
-    let room = app.resource(json!({"slot_minutes": 1, "min_duration_minutes": 1})).await["id"].as_str().expect("id").to_string();
+    let room = app
+        .resource(json!({"slot_minutes": 1, "min_duration_minutes": 1}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let futs = users
         .iter()
         .enumerate()
@@ -52,7 +63,13 @@ async fn the_race_across_two_server_instances_still_yields_one_booking() {
     let futs = users
         .iter()
         .enumerate()
-        .map(|(i, u)| if i % 2 == 0 { app.book(u, &room, &s, &e) } else { other.book(u, &room, &s, &e) })
+        .map(|(i, u)| {
+            if i % 2 == 0 {
+                app.book(u, &room, &s, &e)
+            } else {
+                other.book(u, &room, &s, &e)
+            }
+        })
         .collect();
     let (created, conflicts, codes) = statuses(futs).await;
     assert_eq!((created, conflicts), (1, 39), "{codes:?}");
@@ -62,11 +79,19 @@ async fn the_race_across_two_server_instances_still_yields_one_booking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reschedule_racing_a_create_lets_at_most_one_win() {
     let app = TestApp::spawn().await;
-    let (a, b): (TestUser, TestUser) = (app.user("+14155550300").await, app.user("+14155550301").await);
+    let (a, b): (TestUser, TestUser) = (
+        app.user("+14155550300").await,
+        app.user("+14155550301").await,
+    );
     let room = app.room().await;
     for round in 0..10u32 {
         let day = 6 + i64::from(round);
-        let mine: Value = app.book(&a, &room, &at(day, 8, 0), &at(day, 9, 0)).await.json().await.expect("json");
+        let mine: Value = app
+            .book(&a, &room, &at(day, 8, 0), &at(day, 9, 0))
+            .await
+            .json()
+            .await
+            .expect("json");
         let path = format!("/v1/bookings/{}", mine["id"].as_str().expect("id"));
         let target = (at(day, 11, 0), at(day, 12, 0));
         let (moved, created) = tokio::join!(
@@ -74,10 +99,17 @@ async fn a_reschedule_racing_a_create_lets_at_most_one_win() {
             app.book(&b, &room, &target.0, &target.1)
         );
         let (ms, cs) = (moved.status().as_u16(), created.status().as_u16());
-        assert!(matches!((ms, cs), (200, 409) | (409, 201)), "round {round}: reschedule {ms}, create {cs}");
+        assert!(
+            matches!((ms, cs), (200, 409) | (409, 201)),
+            "round {round}: reschedule {ms}, create {cs}"
+        );
         let now: Value = app.get(&a.token, &path).await.json().await.expect("json");
         if ms == 409 {
-            assert_eq!(now["start"], at(day, 8, 0), "the loser keeps its old period");
+            assert_eq!(
+                now["start"],
+                at(day, 8, 0),
+                "the loser keeps its old period"
+            );
         } else {
             assert_eq!(now["start"], target.0);
         }
@@ -88,8 +120,16 @@ async fn a_reschedule_racing_a_create_lets_at_most_one_win() {
 async fn one_user_racing_themself_holds_one_booking() {
     let app = TestApp::spawn().await;
     let u = app.user("+14155550302").await;
-    let rooms = [app.room().await, app.room().await, app.room().await, app.room().await];
-    let futs = rooms.iter().map(|r| app.book(&u, r, &at(5, 9, 0), &at(5, 10, 0))).collect();
+    let rooms = [
+        app.room().await,
+        app.room().await,
+        app.room().await,
+        app.room().await,
+    ];
+    let futs = rooms
+        .iter()
+        .map(|r| app.book(&u, r, &at(5, 9, 0), &at(5, 10, 0)))
+        .collect();
     let (created, conflicts, codes) = statuses(futs).await;
     assert_eq!((created, conflicts), (1, 3), "{codes:?}");
 }

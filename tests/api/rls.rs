@@ -8,9 +8,14 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-async fn scoped(conn: &mut PgConnection, user: Option<Uuid>) -> sqlx::Transaction<'_, sqlx::Postgres> {
+async fn scoped(
+    conn: &mut PgConnection,
+    user: Option<Uuid>,
+) -> sqlx::Transaction<'_, sqlx::Postgres> {
     let mut tx = conn.begin().await.expect("begin");
-    let claims = user.map(|u| json!({"sub": u, "role": "authenticated"}).to_string()).unwrap_or_default();
+    let claims = user
+        .map(|u| json!({"sub": u, "role": "authenticated"}).to_string())
+        .unwrap_or_default();
     sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
         .bind(claims)
         .execute(&mut *tx)
@@ -22,23 +27,43 @@ async fn scoped(conn: &mut PgConnection, user: Option<Uuid>) -> sqlx::Transactio
 #[tokio::test]
 async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     let app = TestApp::spawn().await;
-    let (a, b) = (app.user("+14155550400").await, app.user("+14155550401").await);
+    let (a, b) = (
+        app.user("+14155550400").await,
+        app.user("+14155550401").await,
+    );
     let room = app.room().await;
-    assert_eq!(app.book(&a, &room, &at(3, 9, 0), &at(3, 10, 0)).await.status(), 201);
-    let theirs: Value = app.book(&b, &room, &at(3, 11, 0), &at(3, 12, 0)).await.json().await.expect("json");
+    assert_eq!(
+        app.book(&a, &room, &at(3, 9, 0), &at(3, 10, 0))
+            .await
+            .status(),
+        201
+    );
+    let theirs: Value = app
+        .book(&b, &room, &at(3, 11, 0), &at(3, 12, 0))
+        .await
+        .json()
+        .await
+        .expect("json");
     let b_booking = Uuid::parse_str(theirs["id"].as_str().expect("id")).expect("uuid");
 
     let mut conn = app.login_conn().await;
     let mut tx = scoped(&mut conn, Some(a.id)).await;
-    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM booking.bookings").fetch_all(&mut *tx).await.expect("select");
+    let rows: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM booking.bookings")
+        .fetch_all(&mut *tx)
+        .await
+        .expect("select");
     assert_eq!(rows, vec![a.id], "A sees exactly A's booking");
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.booking_events WHERE booking_id = $1")
-        .bind(b_booking)
+    let events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM booking.booking_events WHERE booking_id = $1")
+            .bind(b_booking)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("events");
+    assert_eq!(events, 0);
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.users")
         .fetch_one(&mut *tx)
         .await
-        .expect("events");
-    assert_eq!(events, 0);
-    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.users").fetch_one(&mut *tx).await.expect("users");
+        .expect("users");
     assert_eq!(users, 1, "A sees only A's user row");
     let updated = sqlx::query("UPDATE booking.bookings SET status = 'cancelled' WHERE id = $1")
         .bind(b_booking)
@@ -56,7 +81,11 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     tx.rollback().await.expect("rollback");
 
     let mut tx = scoped(&mut conn, Some(a.id)).await;
-    let err = sqlx::query("DELETE FROM booking.bookings WHERE id = $1").bind(b_booking).execute(&mut *tx).await.expect_err("delete");
+    let err = sqlx::query("DELETE FROM booking.bookings WHERE id = $1")
+        .bind(b_booking)
+        .execute(&mut *tx)
+        .await
+        .expect_err("delete");
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
 
@@ -74,12 +103,20 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     tx.rollback().await.expect("rollback");
 
     let mut tx = scoped(&mut conn, None).await;
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.bookings").fetch_one(&mut *tx).await.expect("count");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.bookings")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
     assert_eq!(n, 0, "no claims: nothing visible");
     tx.rollback().await.expect("rollback");
 
     // and B's booking is untouched
-    let still: Value = app.get(&b.token, &format!("/v1/bookings/{b_booking}")).await.json().await.expect("json");
+    let still: Value = app
+        .get(&b.token, &format!("/v1/bookings/{b_booking}"))
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(still["status"], "confirmed");
 }
 
@@ -97,7 +134,10 @@ async fn every_table_forces_rls_and_the_runtime_login_is_unprivileged() {
     .expect("tables");
     assert!(tables.len() >= 4);
     for (name, enabled, forced) in &tables {
-        assert!(*enabled && *forced, "{name}: RLS enabled {enabled}, forced {forced}");
+        assert!(
+            *enabled && *forced,
+            "{name}: RLS enabled {enabled}, forced {forced}"
+        );
     }
     let mut login = app.login_conn().await;
     let row = sqlx::query(
@@ -112,12 +152,18 @@ async fn every_table_forces_rls_and_the_runtime_login_is_unprivileged() {
     .expect("role");
     assert!(!row.get::<bool, _>("rolsuper"));
     assert!(!row.get::<bool, _>("rolbypassrls"));
-    assert!(!row.get::<bool, _>("rolinherit"), "NOINHERIT: no privileges before switching role");
+    assert!(
+        !row.get::<bool, _>("rolinherit"),
+        "NOINHERIT: no privileges before switching role"
+    );
     assert_eq!(row.get::<i64, _>("owned_relations"), 0);
     assert_eq!(row.get::<i64, _>("owned_schemas"), 0);
     assert_eq!(row.get::<i64, _>("owned_functions"), 0);
     // unscoped, the login can read nothing at all
-    let err = sqlx::query("SELECT count(*) FROM booking.bookings").fetch_one(&mut login).await.expect_err("unscoped");
+    let err = sqlx::query("SELECT count(*) FROM booking.bookings")
+        .fetch_one(&mut login)
+        .await
+        .expect_err("unscoped");
     assert!(err.to_string().contains("permission denied"), "{err}");
 }
 
@@ -130,10 +176,11 @@ async fn a_pooled_connection_carries_no_claims_after_a_request() {
     let opts = crate::helpers::server_login_options(&app.db_name);
     let db = Db::connect_lazy(opts, 1);
     let mut tx = db.begin(&who).await.expect("begin");
-    let inside: (String, String) = sqlx::query_as("SELECT current_user::text, current_setting('request.jwt.claims', true)")
-        .fetch_one(tx.conn())
-        .await
-        .expect("inside");
+    let inside: (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_setting('request.jwt.claims', true)")
+            .fetch_one(tx.conn())
+            .await
+            .expect("inside");
     assert_eq!(inside.0, "authenticated");
     assert!(inside.1.contains(&u.id.to_string()));
     tx.commit().await.expect("commit");

@@ -217,6 +217,7 @@ impl Application {
             let _ = rx.await;
         });
         let mut server = tokio::spawn(async move { server.await });
+        let sweeper = http::idempotency::spawn_sweeper(self.state.clone());
         tokio::select! {
             res = &mut server => { res??; }
             _ = shutdown => {
@@ -228,6 +229,7 @@ impl Application {
                 }
             }
         }
+        sweeper.abort();
         self.state.db.close().await;
         Ok(())
     }

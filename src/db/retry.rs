@@ -9,7 +9,7 @@ use std::time::Duration;
 
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// True for SQLSTATEs worth retrying.
+/// The SQLSTATE of a transient failure, if `e` is one.
 pub fn is_transient(e: &ApiError) -> Option<&'static str> {
     match e {
         ApiError::Database(sqlx::Error::Database(d)) => match d.code().as_deref() {
@@ -19,6 +19,33 @@ pub fn is_transient(e: &ApiError) -> Option<&'static str> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+/// How long to wait before attempt `attempt + 1`, or None to stop.
+pub fn backoff(e: &ApiError, attempt: u32) -> Option<Duration> {
+    let code = is_transient(e)?;
+    metrics::counter!("booking_db_retries_total", "sqlstate" => code).increment(1);
+    if attempt >= MAX_ATTEMPTS {
+        return None;
+    }
+    let base = 10u64 << attempt;
+    let jitter = rand::thread_rng().gen_range(0..=base);
+    Some(Duration::from_millis(base / 2 + jitter))
+}
+
+/// The error to return once retrying stops: transient ones become a 503.
+pub fn give_up(e: ApiError, attempt: u32) -> ApiError {
+    match is_transient(&e) {
+        Some(code) => {
+            tracing::warn!(
+                sqlstate = code,
+                attempt,
+                "transient database failure; giving up"
+            );
+            ApiError::Unavailable { retry_after: 1 }
+        }
+        None => e,
     }
 }
 
@@ -32,23 +59,12 @@ where
     let mut attempt = 1;
     loop {
         match op().await {
-            Err(e) => match is_transient(&e) {
-                Some(code) => {
-                    metrics::counter!("booking_db_retries_total", "sqlstate" => code).increment(1);
-                    if attempt >= MAX_ATTEMPTS {
-                        tracing::warn!(
-                            sqlstate = code,
-                            attempt,
-                            "transient database failure; giving up"
-                        );
-                        return Err(ApiError::Unavailable { retry_after: 1 });
-                    }
-                    let base = 10u64 << attempt;
-                    let jitter = rand::thread_rng().gen_range(0..=base);
-                    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+            Err(e) => match backoff(&e, attempt) {
+                Some(delay) => {
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                None => return Err(e),
+                None => return Err(give_up(e, attempt)),
             },
             ok => return ok,
         }

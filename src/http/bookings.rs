@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::extract::{double_option, Auth, IfMatch, Json, PathId, Query, Service, User};
+use super::idempotency::{self, fingerprint, IdempotencyKey};
 use super::AppState;
 use crate::db::bookings::{self, Booking, Event, ListFilter, Outcome, Status};
-use crate::db::retry::with_retry;
 use crate::domain::time_range::parse_instant;
 use crate::domain::TimeRange;
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -30,7 +30,7 @@ pub struct CreateBooking {
 }
 
 /// Body of `PATCH /v1/bookings/{id}`.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reschedule {
     pub start: String,
@@ -137,28 +137,40 @@ fn outcome_label(r: &ApiResult<Booking>) -> &'static str {
 pub async fn create(
     State(st): State<AppState>,
     User(who): User,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<CreateBooking>,
 ) -> ApiResult<Response> {
-    let period = parse_period(&body.start, &body.end, body.note.as_deref())?;
+    let period = match parse_period(&body.start, &body.end, body.note.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!("booking_attempts_total", "outcome" => "invalid").increment(1);
+            return Err(e);
+        }
+    };
+    let fp = fingerprint(
+        "POST",
+        "/v1/bookings",
+        serde_json::to_value(&body).ok().as_ref(),
+    );
     let now = st.clock.now();
-    let result = with_retry(|| async {
-        let mut tx = st.db.begin(&who).await?;
-        let b = settle(
-            bookings::create(
-                tx.conn(),
-                body.resource_id,
-                period,
-                body.note.as_deref(),
-                now,
-            )
-            .await?,
-        )?;
-        tx.commit().await?;
-        Ok(b)
+    let (resource_id, note) = (body.resource_id, body.note);
+    let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
+        let note = note.clone();
+        Box::pin(async move {
+            let out = bookings::create(conn, resource_id, period, note.as_deref(), now).await?;
+            let settled = settle(out);
+            metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&settled))
+                .increment(1);
+            Ok(booking_response(StatusCode::CREATED, &settled?))
+        })
     })
     .await;
-    metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&result)).increment(1);
-    Ok(booking_response(StatusCode::CREATED, &result?))
+    if let Err(e) = &result {
+        if e.status().is_server_error() {
+            metrics::counter!("booking_attempts_total", "outcome" => "error").increment(1);
+        }
+    }
+    result
 }
 
 /// Query of the booking lists.
@@ -358,19 +370,27 @@ pub async fn reschedule(
     Auth(who): Auth,
     PathId(id): PathId,
     IfMatch(version): IfMatch,
+    IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<Reschedule>,
 ) -> ApiResult<Response> {
-    let note = body.note.as_ref().map(|n| n.as_deref());
-    let period = parse_period(&body.start, &body.end, note.flatten())?;
+    let note: Option<Option<String>> = body.note.clone();
+    let period = parse_period(
+        &body.start,
+        &body.end,
+        note.as_ref().and_then(|n| n.as_deref()),
+    )?;
+    let canonical = serde_json::json!({"start": body.start, "end": body.end, "note": body.note, "if_match": version});
+    let fp = fingerprint("PATCH", &format!("/v1/bookings/{id}"), Some(&canonical));
     let now = st.clock.now();
-    let b = with_retry(|| async {
-        let mut tx = st.db.begin(&who).await?;
-        let b = settle(bookings::reschedule(tx.conn(), id, period, note, version, now).await?)?;
-        tx.commit().await?;
-        Ok(b)
+    idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
+        let note = note.clone();
+        Box::pin(async move {
+            let note_ref = note.as_ref().map(|n| n.as_deref());
+            let b = settle(bookings::reschedule(conn, id, period, note_ref, version, now).await?)?;
+            Ok(booking_response(StatusCode::OK, &b))
+        })
     })
-    .await?;
-    Ok(booking_response(StatusCode::OK, &b))
+    .await
 }
 
 /// Cancel. Repeating it changes nothing.
@@ -388,15 +408,20 @@ pub async fn cancel(
     Auth(who): Auth,
     PathId(id): PathId,
     IfMatch(version): IfMatch,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<Response> {
-    let b = with_retry(|| async {
-        let mut tx = st.db.begin(&who).await?;
-        let b = settle(bookings::cancel(tx.conn(), id, version).await?)?;
-        tx.commit().await?;
-        Ok(b)
+    let fp = fingerprint(
+        "DELETE",
+        &format!("/v1/bookings/{id}"),
+        Some(&serde_json::json!({"if_match": version})),
+    );
+    idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
+        Box::pin(async move {
+            let b = settle(bookings::cancel(conn, id, version).await?)?;
+            Ok(booking_response(StatusCode::OK, &b))
+        })
     })
-    .await?;
-    Ok(booking_response(StatusCode::OK, &b))
+    .await
 }
 
 /// History of a booking.

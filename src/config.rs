@@ -51,6 +51,11 @@ pub struct Config {
     pub rate_limits: bool,
     pub log_format: LogFormat,
     pub access_token_ttl_secs: i64,
+    /// Lifetime of a refresh token (each use issues a new one).
+    pub refresh_token_ttl_secs: i64,
+    /// Requests per client IP per 5 minutes on `/v1/auth/*` (when
+    /// `rate_limits` is on).
+    pub auth_rate_limit: i64,
     pub max_active_bookings: i64,
     pub db_pool_size: u32,
 }
@@ -153,6 +158,14 @@ impl Config {
         };
         let access_token_ttl_secs =
             int_var(&non_empty, "BOOKING_ACCESS_TOKEN_TTL", 3600, 60, 86_400 * 7)?;
+        let refresh_token_ttl_secs = int_var(
+            &non_empty,
+            "BOOKING_REFRESH_TOKEN_TTL",
+            30 * 86_400,
+            300,
+            365 * 86_400,
+        )?;
+        let auth_rate_limit = int_var(&non_empty, "BOOKING_AUTH_RATE_LIMIT", 30, 1, 1_000_000)?;
         let max_active_bookings =
             int_var(&non_empty, "BOOKING_MAX_ACTIVE_BOOKINGS", 100, 1, 1_000_000)?;
         let db_pool_size = int_var(&non_empty, "BOOKING_DB_POOL_SIZE", 16, 1, 500)? as u32;
@@ -167,6 +180,8 @@ impl Config {
             rate_limits,
             log_format,
             access_token_ttl_secs,
+            refresh_token_ttl_secs,
+            auth_rate_limit,
             max_active_bookings,
             db_pool_size,
         })

@@ -3,6 +3,8 @@
 //! `request.jwt.claims`, where RLS reads them through `auth.uid()`.
 
 pub mod jwt;
+pub mod otp;
+pub mod sessions;
 
 use serde_json::Value;
 use uuid::Uuid;

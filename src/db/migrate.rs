@@ -29,6 +29,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rls",
         sql: include_str!("../../migrations/0003_rls.sql"),
     },
+    Migration {
+        version: 4,
+        name: "auth",
+        sql: include_str!("../../migrations/0004_auth.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "idempotency",
+        sql: include_str!("../../migrations/0005_idempotency.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

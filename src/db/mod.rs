@@ -4,7 +4,9 @@
 //! connection — and passes `&mut PgConnection` to the small functions of the
 //! per-table modules. There is no way to reach the pool unscoped from a handler.
 
+pub mod auth;
 pub mod bookings;
+pub mod idempotency;
 pub mod migrate;
 pub mod resources;
 pub mod retry;

@@ -1,7 +1,10 @@
 //! The HTTP API: router, shared state, the OpenAPI document.
 
+pub mod auth;
+pub mod auth_limit;
 pub mod bookings;
 pub mod extract;
+pub mod idempotency;
 pub mod middleware;
 pub mod ops;
 pub mod resources;
@@ -58,11 +61,12 @@ Errors are application/problem+json with a stable `code`. Times are RFC 3339; pe
         bookings::admin_list,
         resources::list, resources::get, resources::availability, resources::create, resources::update,
         users::me, users::update_me, users::admin_create, users::admin_find,
+        auth::send_otp, auth::verify, auth::refresh, auth::logout,
         ops::healthz, ops::readyz, ops::metrics,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&SecurityAddon),
-    tags((name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -119,6 +123,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/users",
             post(users::admin_create).get(users::admin_find),
         )
+        .merge(auth::routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

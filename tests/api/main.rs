@@ -5,6 +5,8 @@ mod helpers;
 mod auth_tokens;
 mod bookings;
 mod cluster;
+mod idempotency;
 mod migrations;
 mod races;
 mod rls;
+mod signin;

@@ -37,11 +37,14 @@ pub enum Command {
         #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(i64).range(1..=31_536_000))]
         ttl: i64,
     },
+    /// Drive servers with many concurrent users, then check the invariants in SQL.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Simulate(args) => crate::simulate::run(args, config).await,
         Command::Migrate => {
             let backend = Backend::open(&config).await?;
             tracing::info!("migrations are current");

@@ -22,5 +22,6 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod pg;
+pub mod simulate;
 pub mod startup;
 pub mod telemetry;

@@ -12,7 +12,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    booking::telemetry::init(config.log_format);
+    if matches!(cli.command, booking::cli::Command::Simulate(_))
+        && std::env::var_os("RUST_LOG").is_none()
+    {
+        // the simulator's own report is the output; per-request logs would drown it
+        booking::telemetry::init_with(config.log_format, "warn");
+    } else {
+        booking::telemetry::init(config.log_format);
+    }
     match booking::cli::run(cli, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

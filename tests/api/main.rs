@@ -10,3 +10,4 @@ mod migrations;
 mod races;
 mod rls;
 mod signin;
+mod simulate;

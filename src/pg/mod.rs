@@ -68,8 +68,10 @@ impl Cluster {
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o711))?;
         }
         let secrets = Secrets::load_or_create(&data_dir)?;
-        let pgdata = data_dir.join("pgdata");
-        let socket_dir = data_dir.join("run");
+        let (pgdata, socket_dir) = match run_as {
+            Some(r) if !traversable(&data_dir, r) => outside_data_dir(&data_dir, r)?,
+            _ => (data_dir.join("pgdata"), data_dir.join("run")),
+        };
         for dir in [&pgdata, &socket_dir] {
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -323,6 +325,58 @@ fn running_postmaster(pgdata: &Path) -> Option<(u32, u16)> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let alive_postgres = String::from_utf8_lossy(&cmdline).contains("postgres");
     alive_postgres.then_some((pid, port))
+}
+
+/// Whether the `postgres` user can reach `dir` (execute permission on every
+/// ancestor directory).
+fn traversable(dir: &Path, r: RunAs) -> bool {
+    dir.ancestors().skip(1).all(|d| match std::fs::metadata(d) {
+        Ok(m) => {
+            let mode = m.mode();
+            if m.uid() == r.uid {
+                mode & 0o100 != 0
+            } else if m.gid() == r.gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        }
+        Err(_) => false,
+    })
+}
+
+/// When we run as root inside a directory the `postgres` user cannot reach
+/// (a 0700 home or `mktemp -d`), the cluster's files go to a directory it can
+/// reach — `/var/lib/postgresql/booking/<hash of the data dir>` (or the same
+/// under the system temp dir) — and `<data dir>/pgdata` links to it, so the
+/// data dir still names its cluster. Permissions of the user's own
+/// directories are never loosened.
+fn outside_data_dir(data_dir: &Path, r: RunAs) -> anyhow::Result<(PathBuf, PathBuf)> {
+    use sha2::Digest;
+    let id = hex::encode(&sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes())[..8]);
+    let home = Path::new("/var/lib/postgresql");
+    let parent = if home.is_dir() && traversable(&home.join("x"), r) {
+        home.join("booking")
+    } else {
+        std::env::temp_dir().join("booking-clusters")
+    };
+    let base = parent.join(id);
+    std::fs::create_dir_all(&base)?;
+    for d in [&parent, &base] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+    }
+    let link = data_dir.join("pgdata");
+    if std::fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(base.join("pgdata"), &link)?;
+    }
+    tracing::warn!(
+        cluster = %base.display(),
+        "the postgres system user cannot reach {}; the private cluster's files live in {} (linked as {})",
+        data_dir.display(),
+        base.display(),
+        link.display()
+    );
+    Ok((base.join("pgdata"), base.join("run")))
 }
 
 /// When we are root, the `postgres` system user to run the cluster as.

@@ -97,13 +97,67 @@ $$;
 CREATE TRIGGER bookings_after_write AFTER INSERT OR UPDATE ON booking.bookings
   FOR EACH ROW EXECUTE FUNCTION booking.bookings_after_write();
 
+-- The instant that local wall-clock time `l` in zone `tz` names, for an edge
+-- of an opening-hours window (`first` for an opening, else a closing). Most
+-- local times name exactly one instant. On a fall-back day a repeated time
+-- names two: an opening takes the first, a closing the last, so the window
+-- runs from the first moment the clock shows its opening time to the last
+-- moment it shows its closing time, as a shift worked that night does
+-- (01:00-04:00 on the fall-back day in Europe/Berlin is 4 hours; 02:00-05:00
+-- opens at 02:00 CEST).
+-- On a spring-forward day a skipped time (02:30 in Europe/Berlin) names none:
+-- either edge is the moment the clock jumps over it, so a window that closes
+-- at 02:30 closes at 03:00 CEST, not half an hour later. PostgreSQL's own
+-- `l AT TIME ZONE tz` takes the later instant of a repeated time and moves a
+-- skipped one forward by the length of the jump, which gets both wrong.
+CREATE FUNCTION booking.local_instant(l timestamp, tz text, first boolean)
+  RETURNS timestamptz
+  LANGUAGE plpgsql STABLE
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  x timestamptz := l AT TIME ZONE tz;
+  probe timestamptz;
+  y timestamptz;
+  lo bigint;
+  hi bigint;
+  mid bigint;
+BEGIN
+  IF (x AT TIME ZONE tz) = l THEN
+    -- l exists. It may exist twice: read it with the UTC offset of a day
+    -- earlier (for the first instant) or later (for the last) and keep that
+    -- reading if it is another instant showing the same local time.
+    probe := CASE WHEN first THEN x - interval '1 day' ELSE x + interval '1 day' END;
+    y := (l - ((probe AT TIME ZONE tz) - (probe AT TIME ZONE 'UTC'))) AT TIME ZONE 'UTC';
+    IF (CASE WHEN first THEN y < x ELSE y > x END) AND (y AT TIME ZONE tz) = l THEN
+      RETURN y;
+    END IF;
+    RETURN x;
+  END IF;
+  -- l was skipped: find the jump, the first second whose local time is past l.
+  -- x (l read with the offset before the jump) is after it; l read with the
+  -- offset after the jump (x's own) is before it.
+  lo := floor(extract(epoch FROM (l - ((x AT TIME ZONE tz) - (x AT TIME ZONE 'UTC'))) AT TIME ZONE 'UTC'));
+  hi := ceil(extract(epoch FROM x));
+  WHILE hi - lo > 1 LOOP
+    mid := (lo + hi) / 2;
+    IF (to_timestamp(mid) AT TIME ZONE tz) > l THEN
+      hi := mid;
+    ELSE
+      lo := mid;
+    END IF;
+  END LOOP;
+  RETURN to_timestamp(hi);
+END
+$$;
+
 -- The resource's rules for one candidate period, evaluated at instant `at`
 -- (the server's clock, injectable in tests). NULL when acceptable, otherwise
 -- {"field","message"}. Create, reschedule and availability all call this one
 -- function, so "offered" and "accepted" cannot drift apart.
 -- Local times use the resource's IANA zone through PostgreSQL's tz database, so
 -- daylight-saving days have their true length (a 01:00-04:00 window on the
--- spring-forward day in Europe/Berlin is 2 hours).
+-- spring-forward day in Europe/Berlin is 2 hours; see local_instant).
 CREATE FUNCTION booking.slot_problem(r booking.resources, s timestamptz, e timestamptz, at timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql STABLE
@@ -117,6 +171,9 @@ DECLARE
   iv jsonb;
   open_at timestamptz;
   close_at timestamptz;
+  open_l timestamp;
+  close_l timestamp;
+  steady boolean;
 BEGIN
   IF e <= s THEN
     RETURN jsonb_build_object('field', 'end', 'message', 'end must be after start');
@@ -148,11 +205,21 @@ BEGIN
   END IF;
   IF r.opening_hours IS NOT NULL AND jsonb_typeof(r.opening_hours) = 'object' THEN
     day_key := (ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])[extract(dow FROM ls)::int + 1];
+    -- Nearly every day has one UTC offset throughout (the offset is the same
+    -- two days before s and two days after): its local times convert plainly,
+    -- which is much cheaper than local_instant.
+    steady := ((s - interval '2 days') AT TIME ZONE r.timezone) - ((s - interval '2 days') AT TIME ZONE 'UTC')
+            = ((s + interval '2 days') AT TIME ZONE r.timezone) - ((s + interval '2 days') AT TIME ZONE 'UTC');
     FOR iv IN SELECT value FROM jsonb_array_elements(coalesce(r.opening_hours -> day_key, '[]'::jsonb)) LOOP
-      open_at := (ls::date + (iv ->> 0)::time) AT TIME ZONE r.timezone;
-      close_at := CASE WHEN iv ->> 1 = '24:00'
-                       THEN (ls::date + 1)::timestamp AT TIME ZONE r.timezone
-                       ELSE (ls::date + (iv ->> 1)::time) AT TIME ZONE r.timezone END;
+      open_l := ls::date + (iv ->> 0)::time;
+      close_l := CASE WHEN iv ->> 1 = '24:00' THEN (ls::date + 1)::timestamp ELSE ls::date + (iv ->> 1)::time END;
+      IF steady THEN
+        open_at := open_l AT TIME ZONE r.timezone;
+        close_at := close_l AT TIME ZONE r.timezone;
+      ELSE
+        open_at := booking.local_instant(open_l, r.timezone, true);
+        close_at := booking.local_instant(close_l, r.timezone, false);
+      END IF;
       IF s >= open_at AND e <= close_at THEN
         RETURN NULL;
       END IF;
@@ -322,6 +389,9 @@ BEGIN
   WITH busy AS MATERIALIZED (
     SELECT b.seat, b.blocked FROM booking.bookings b
      WHERE b.resource_id = p_resource AND b.status = 'confirmed'
+       -- a seat beyond a lowered capacity (a booking that ended but is still
+       -- in its buffer) is not one a new booking could take
+       AND b.seat <= r.capacity
        AND b.blocked && tstzrange(p_from, p_to + dur + make_interval(mins => r.buffer_minutes), '[)')
   ), mine AS MATERIALIZED (
     SELECT b.period FROM booking.bookings b

@@ -3,11 +3,13 @@
 mod helpers;
 
 mod auth_tokens;
+mod availability;
 mod bookings;
 mod cluster;
 mod idempotency;
 mod migrations;
 mod races;
+mod resources;
 mod rls;
 mod signin;
 mod simulate;

@@ -28,6 +28,7 @@ pub struct Server {
     admin: PgConnectOptions,
     /// The non-privileged login role.
     login: PgConnectOptions,
+    admin_password: String,
     _cluster: Option<Cluster>,
 }
 
@@ -45,14 +46,19 @@ pub fn server() -> &'static Server {
             booking::telemetry::init(booking::config::LogFormat::Pretty);
         }
         std::thread::spawn(|| {
-            let (admin, cluster) = match std::env::var("TEST_DATABASE_URL") {
+            let (admin, admin_password, cluster) = match std::env::var("TEST_DATABASE_URL") {
                 Ok(url) => (
                     url.parse::<PgConnectOptions>().expect("TEST_DATABASE_URL"),
+                    reqwest::Url::parse(&url)
+                        .ok()
+                        .and_then(|u| u.password().map(str::to_string))
+                        .unwrap_or_default(),
                     None,
                 ),
                 Err(_) => {
                     let c = Cluster::ephemeral().expect("start a throw-away PostgreSQL cluster");
-                    (c.admin_options("postgres"), Some(c))
+                    let pw = c.secrets.admin_password.clone();
+                    (c.admin_options("postgres"), pw, Some(c))
                 }
             };
             let admin = admin.log_statements(tracing::log::LevelFilter::Trace);
@@ -85,12 +91,46 @@ pub fn server() -> &'static Server {
             Server {
                 admin,
                 login,
+                admin_password,
                 _cluster: cluster,
             }
         })
         .join()
         .expect("test database server")
     })
+}
+
+/// A postgres:// URL for `user` on database `db` of the test server, as a
+/// user would write it in DATABASE_URL (unix sockets as `?host=/dir`).
+pub fn database_url(user: &str, password: &str, db: &str) -> String {
+    let srv = server();
+    let mut u = reqwest::Url::parse("postgres://localhost").expect("url");
+    u.set_username(user).expect("user");
+    u.set_password(Some(password)).expect("password");
+    u.set_path(db);
+    match srv.admin.get_socket() {
+        Some(dir) => {
+            u.query_pairs_mut()
+                .append_pair("host", &dir.display().to_string())
+                .append_pair("port", &srv.admin.get_port().to_string());
+        }
+        None => {
+            u.set_host(Some(srv.admin.get_host())).expect("host");
+            u.set_port(Some(srv.admin.get_port())).expect("port");
+        }
+    }
+    u.to_string()
+}
+
+/// The superuser's URL for a database of the test server.
+pub fn admin_url(db: &str) -> String {
+    let srv = server();
+    database_url(srv.admin.get_username(), &srv.admin_password, db)
+}
+
+/// The login role's URL for a database of the test server.
+pub fn login_url(db: &str) -> String {
+    database_url(booking::pg::LOGIN_ROLE, LOGIN_PASSWORD, db)
 }
 
 /// The superuser's options for any database of the test server.

@@ -6,6 +6,7 @@ mod auth_tokens;
 mod availability;
 mod bookings;
 mod cluster;
+mod external;
 mod idempotency;
 mod migrations;
 mod races;

@@ -3,7 +3,9 @@
 //! `BOOKING_SERVE_DATABASE_URL`, and a serving login that cannot switch to the
 //! request roles is refused at start with a line naming the variable.
 
-use crate::helpers::{admin_options, admin_url, at, login_url, test_config, JWT_SECRET};
+use crate::helpers::{
+    admin_options, admin_url, at, drop_database, empty_database, login_url, test_config, JWT_SECRET,
+};
 use booking::auth::jwt::Keys;
 use booking::auth::Role;
 use booking::startup::{Application, Backend};
@@ -11,32 +13,9 @@ use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-async fn fresh_database() -> String {
-    let name = format!("ext_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    admin.close().await.expect("close");
-    name
-}
-
-async fn drop_database(name: &str) {
-    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .expect("drop");
-}
-
 #[tokio::test]
 async fn an_external_database_is_migrated_by_its_owner_and_served_through_the_serve_login() {
-    let db = fresh_database().await;
+    let db = empty_database("ext").await;
     let (owner, serve) = (admin_url(&db), login_url(&db));
     let config = test_config(&[
         ("DATABASE_URL", owner.as_str()),
@@ -105,7 +84,7 @@ async fn an_external_database_is_migrated_by_its_owner_and_served_through_the_se
 
 #[tokio::test]
 async fn a_serve_login_that_cannot_switch_roles_is_refused_at_start() {
-    let db = fresh_database().await;
+    let db = empty_database("ext").await;
     let role = format!("plain_{}", &Uuid::new_v4().simple().to_string()[..8]);
     let mut admin = PgConnection::connect_with(&admin_options(&db))
         .await

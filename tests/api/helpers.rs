@@ -133,6 +133,32 @@ pub fn login_url(db: &str) -> String {
     database_url(booking::pg::LOGIN_ROLE, LOGIN_PASSWORD, db)
 }
 
+/// A new empty database (not from the template) named `<prefix>_<random>`.
+pub async fn empty_database(prefix: &str) -> String {
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
+        .await
+        .expect("admin");
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    admin.close().await.expect("close");
+    name
+}
+
+/// Drop a database made by [`empty_database`], whoever is still connected.
+pub async fn drop_database(name: &str) {
+    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
+        .await
+        .expect("admin");
+    sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    admin.close().await.expect("close");
+}
+
 /// The superuser's options for any database of the test server.
 pub fn admin_options(db_name: &str) -> PgConnectOptions {
     server().admin.clone().database(db_name)

@@ -2,21 +2,12 @@
 //! Supabase project (roles, an `auth` schema with its own auth.uid(), a
 //! `public.users`), and applying them twice is a no-op.
 
-use crate::helpers::admin_options;
+use crate::helpers::{admin_options, empty_database};
 use booking::db::migrate;
 use sqlx::{Connection, PgConnection};
-use uuid::Uuid;
 
 async fn new_database() -> (String, PgConnection) {
-    let name = format!("mig_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create");
-    admin.close().await.expect("close");
+    let name = empty_database("mig").await;
     let conn = PgConnection::connect_with(&admin_options(&name))
         .await
         .expect("connect");
@@ -25,13 +16,7 @@ async fn new_database() -> (String, PgConnection) {
 
 async fn drop_database(name: &str, conn: PgConnection) {
     conn.close().await.expect("close");
-    let mut admin = PgConnection::connect_with(&admin_options("postgres"))
-        .await
-        .expect("admin");
-    sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .expect("drop");
+    crate::helpers::drop_database(name).await;
 }
 
 #[tokio::test]

@@ -58,6 +58,11 @@ pub struct Config {
     pub auth_rate_limit: i64,
     pub max_active_bookings: i64,
     pub db_pool_size: u32,
+    /// Writes (POST/PUT/PATCH/DELETE under `/v1/`, not `/v1/auth/*`) per
+    /// minute per signed-in user, per server instance (when `rate_limits`).
+    pub write_rate_per_minute: i64,
+    /// The same per client IP (IPv6: per /64).
+    pub write_rate_per_minute_ip: i64,
 }
 
 impl Config {
@@ -169,6 +174,20 @@ impl Config {
         let max_active_bookings =
             int_var(&non_empty, "BOOKING_MAX_ACTIVE_BOOKINGS", 100, 1, 1_000_000)?;
         let db_pool_size = int_var(&non_empty, "BOOKING_DB_POOL_SIZE", 16, 1, 500)? as u32;
+        let write_rate_per_minute = int_var(
+            &non_empty,
+            "BOOKING_WRITE_RATE_PER_MINUTE",
+            60,
+            1,
+            1_000_000,
+        )?;
+        let write_rate_per_minute_ip = int_var(
+            &non_empty,
+            "BOOKING_WRITE_RATE_PER_MINUTE_IP",
+            300,
+            1,
+            1_000_000,
+        )?;
         Ok(Config {
             addr,
             database_url,
@@ -184,6 +203,8 @@ impl Config {
             auth_rate_limit,
             max_active_bookings,
             db_pool_size,
+            write_rate_per_minute,
+            write_rate_per_minute_ip,
         })
     }
 }

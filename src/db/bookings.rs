@@ -182,6 +182,25 @@ pub async fn history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Even
     .await
 }
 
+/// Take the per-user lock that serialises creates by one user (held until the
+/// transaction ends), then count the user's active bookings. Two statements on
+/// purpose: under READ COMMITTED a statement's snapshot is taken when it
+/// starts, so a count in the same statement as the lock wait would not see a
+/// booking committed by the transaction that held the lock.
+pub async fn lock_and_count_active(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('booking.active_cap:' || $1::text, 0))",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    count_active(conn, user_id, now).await
+}
+
 /// How many confirmed bookings that have not ended yet the caller holds.
 pub async fn count_active(
     conn: &mut PgConnection,

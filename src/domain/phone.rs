@@ -37,7 +37,13 @@ impl Phone {
                 "phone must be in international format, starting with + and the country code",
             ));
         }
-        let n = phonenumber::parse(None, s).map_err(|_| InvalidPhone("not a phone number"))?;
+        // the separators carry no meaning, and the parser is thrown by some
+        // groupings (`+141-555-50000`): hand it `+` and the digits only
+        let compact: String = std::iter::once('+')
+            .chain(s.chars().filter(char::is_ascii_digit))
+            .collect();
+        let n =
+            phonenumber::parse(None, &compact).map_err(|_| InvalidPhone("not a phone number"))?;
         if !phonenumber::is_valid(&n) {
             return Err(InvalidPhone("not a valid phone number"));
         }

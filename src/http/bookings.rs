@@ -22,8 +22,10 @@ use crate::error::{ApiError, ApiResult, FieldError};
 pub struct CreateBooking {
     pub resource_id: Uuid,
     /// RFC 3339 with an offset.
+    #[schema(format = DateTime, example = "2030-01-10T09:00:00Z")]
     pub start: String,
     /// RFC 3339 with an offset; exclusive.
+    #[schema(format = DateTime, example = "2030-01-10T10:00:00Z")]
     pub end: String,
     #[serde(default)]
     pub note: Option<String>,
@@ -33,7 +35,11 @@ pub struct CreateBooking {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reschedule {
+    /// RFC 3339 with an offset.
+    #[schema(format = DateTime, example = "2030-01-10T11:00:00Z")]
     pub start: String,
+    /// RFC 3339 with an offset; exclusive.
+    #[schema(format = DateTime, example = "2030-01-10T12:00:00Z")]
     pub end: String,
     /// Absent: keep; null: clear; a string: replace.
     #[serde(default, deserialize_with = "double_option")]
@@ -131,7 +137,7 @@ fn outcome_label(r: &ApiResult<Booking>) -> &'static str {
         (status = 404, description = "No such active resource", body = crate::error::Problem),
         (status = 409, description = "slot_taken, user_overlap or idempotency_in_progress", body = crate::error::Problem),
         (status = 413, body = crate::error::Problem),
-        (status = 422, description = "validation_failed or idempotency_key_reused", body = crate::error::Problem),
+        (status = 422, description = "validation_failed (also when you already hold BOOKING_MAX_ACTIVE_BOOKINGS active bookings: field `active_bookings`) or idempotency_key_reused", body = crate::error::Problem),
         (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -154,9 +160,20 @@ pub async fn create(
     );
     let now = st.clock.now();
     let (resource_id, note) = (body.resource_id, body.note);
+    let (user_id, cap) = (who.user_id, st.config.max_active_bookings);
     let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         let note = note.clone();
         Box::pin(async move {
+            // OWASP API6: a per-user cap on active bookings, counted under a
+            // per-user lock so that concurrent creates cannot all pass it.
+            if bookings::lock_and_count_active(conn, user_id, now).await? >= cap {
+                metrics::counter!("booking_attempts_total", "outcome" => "cap_reached")
+                    .increment(1);
+                return Err(ApiError::validation(
+                    "active_bookings",
+                    format!("you already hold {cap} active bookings (confirmed and not yet ended), the most allowed; cancel one first"),
+                ));
+            }
             let out = bookings::create(conn, resource_id, period, note.as_deref(), now).await?;
             let settled = settle(out);
             metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&settled))
@@ -178,17 +195,22 @@ pub async fn create(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only bookings that end after this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Only bookings that start before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// `confirmed` or `cancelled`.
     pub status: Option<String>,
+    #[param(format = Uuid)]
     pub resource_id: Option<String>,
     /// 1-100, default 50.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Admin list only: one user's bookings.
+    #[param(format = Uuid)]
     pub user_id: Option<String>,
 }
 
@@ -369,16 +391,19 @@ pub async fn reschedule(
     State(st): State<AppState>,
     Auth(who): Auth,
     PathId(id): PathId,
-    IfMatch(version): IfMatch,
+    if_match: Result<IfMatch, ApiError>,
     IdempotencyKey(key): IdempotencyKey,
-    Json(body): Json<Reschedule>,
+    body: Result<Json<Reschedule>, ApiError>,
 ) -> ApiResult<Response> {
+    // a request that would fail anyway is not a 412: the body is checked first (RFC 9110, 13.2.1)
+    let Json(body) = body?;
     let note: Option<Option<String>> = body.note.clone();
     let period = parse_period(
         &body.start,
         &body.end,
         note.as_ref().and_then(|n| n.as_deref()),
     )?;
+    let IfMatch(version) = if_match?;
     let canonical = serde_json::json!({"start": body.start, "end": body.end, "note": body.note, "if_match": version});
     let fp = fingerprint("PATCH", &format!("/v1/bookings/{id}"), Some(&canonical));
     let now = st.clock.now();

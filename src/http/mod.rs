@@ -5,6 +5,7 @@ pub mod auth_limit;
 pub mod bookings;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
 pub mod middleware;
 pub mod ops;
 pub mod resources;
@@ -22,6 +23,7 @@ use utoipa::OpenApi;
 use crate::auth::jwt::Keys;
 use crate::config::Config;
 use crate::db::Db;
+use ops::ContractResponses;
 
 /// Request bodies over this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -62,10 +64,10 @@ Errors are application/problem+json with a stable `code`. Times are RFC 3339; pe
         resources::list, resources::get, resources::availability, resources::create, resources::update,
         users::me, users::update_me, users::admin_create, users::admin_find,
         auth::send_otp, auth::verify, auth::refresh, auth::logout,
-        ops::healthz, ops::readyz, ops::metrics,
+        ops::healthz, ops::readyz, ops::metrics, openapi_json, ops::docs,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&SecurityAddon),
+    modifiers(&SecurityAddon, &ContractResponses),
     tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
 )]
 pub struct ApiDoc;
@@ -88,6 +90,9 @@ impl utoipa::Modify for SecurityAddon {
     }
 }
 
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }
@@ -97,6 +102,7 @@ async fn not_found() -> crate::error::ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
+    let write_limits = limits::WriteLimits::new(state.clone());
     let api = Router::new()
         .route("/v1/bookings", post(bookings::create).get(bookings::list))
         .route(
@@ -128,13 +134,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi_json))
-        .merge(
-            utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi()),
-        )
+        .merge(ops::docs_routes())
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(not_found)
         .with_state(state);
     api.layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            write_limits,
+            limits::write_limit,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(middleware::pipeline))
 }

@@ -122,6 +122,9 @@ impl Cluster {
                 "fsync=off",
                 "synchronous_commit=off",
                 "full_page_writes=off",
+                // a test dropping its database must not wait a minute for a
+                // connection still authenticating
+                "authentication_timeout=5s",
             ] {
                 cmd.arg("-c").arg(setting);
             }

@@ -376,44 +376,79 @@ DECLARE
   r booking.resources;
   step int;
   dur interval := make_interval(mins => p_minutes);
+  buf interval;
   uid uuid := auth.uid();
+  bl timestamptz[];  -- busy ranges of the window, sorted by start: lower,
+  bu timestamptz[];  -- upper,
+  bs int[];          -- and seat
+  lmax interval;     -- the longest busy range
+  n int;
+  j int := 1;        -- busy[1..j) start before the candidate's blocked range ends
+  k int := 1;        -- busy[1..k) ended before the candidate starts, for sure
+  i int;
+  seats int[];
+  c record;
 BEGIN
   SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
   IF NOT FOUND THEN
     RETURN;
   END IF;
+  buf := make_interval(mins => r.buffer_minutes);
   -- Every real UTC offset is a multiple of 15 minutes, so every instant whose
   -- local time is on the grid is on this UTC grid too.
   step := gcd(r.slot_minutes, 15);
-  RETURN QUERY
-  WITH busy AS MATERIALIZED (
-    SELECT b.seat, b.blocked FROM booking.bookings b
-     WHERE b.resource_id = p_resource AND b.status = 'confirmed'
-       -- a seat beyond a lowered capacity (a booking that ended but is still
-       -- in its buffer) is not one a new booking could take
-       AND b.seat <= r.capacity
-       AND b.blocked && tstzrange(p_from, p_to + dur + make_interval(mins => r.buffer_minutes), '[)')
-  ), mine AS MATERIALIZED (
-    SELECT b.period FROM booking.bookings b
-     WHERE b.user_id = uid AND b.status = 'confirmed'
-       AND b.period && tstzrange(p_from, p_to + dur, '[)')
-  ), cand AS (
-    SELECT t AS s, t + dur AS e
-      FROM generate_series(to_timestamp(ceil(extract(epoch FROM p_from) / (step * 60)) * step * 60),
-                           p_to - interval '1 microsecond', make_interval(mins => step)) t
-     WHERE t >= p_at + make_interval(mins => r.min_notice_minutes)
-       AND t <= p_at + make_interval(days => r.max_advance_days)
-  ), ok AS (
-    SELECT c.s, c.e FROM cand c
-     WHERE booking.slot_problem(r, c.s, c.e, p_at) IS NULL
-       AND NOT EXISTS (SELECT 1 FROM mine m WHERE m.period && tstzrange(c.s, c.e, '[)'))
-  ), counted AS (
-    SELECT o.s, o.e,
-           r.capacity - (SELECT count(DISTINCT bz.seat) FROM busy bz
-                          WHERE bz.blocked && tstzrange(o.s, o.e + make_interval(mins => r.buffer_minutes), '[)'))::int AS rem
-      FROM ok o
-  )
-  SELECT c.s, c.e, c.rem FROM counted c WHERE c.rem > 0 ORDER BY c.s;
+  -- Busy seats, read once (a seat beyond a lowered capacity — a booking that
+  -- ended but is still in its buffer — is not one a new booking could take).
+  SELECT array_agg(lower(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(upper(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(b.seat ORDER BY lower(b.blocked)),
+         max(upper(b.blocked) - lower(b.blocked))
+    INTO bl, bu, bs, lmax
+    FROM booking.bookings b
+   WHERE b.resource_id = p_resource AND b.status = 'confirmed' AND b.seat <= r.capacity
+     AND b.blocked && tstzrange(p_from, p_to + dur + buf, '[)');
+  n := coalesce(array_length(bl, 1), 0);
+  -- Candidates in start order that pass the rules (the same slot_problem()
+  -- create applies) and do not overlap the caller's own bookings; then a
+  -- sweep counts the distinct busy seats overlapping each one's blocked range
+  -- [start, end + buffer) — linear in candidates + busy ranges, instead of
+  -- comparing every candidate with every busy range.
+  FOR c IN
+    WITH mine AS MATERIALIZED (
+      SELECT b.period FROM booking.bookings b
+       WHERE b.user_id = uid AND b.status = 'confirmed'
+         AND b.period && tstzrange(p_from, p_to + dur, '[)')
+    ), cand AS (
+      SELECT t AS s, t + dur AS e
+        FROM generate_series(to_timestamp(ceil(extract(epoch FROM p_from) / (step * 60)) * step * 60),
+                             p_to - interval '1 microsecond', make_interval(mins => step)) t
+       WHERE t >= p_at + make_interval(mins => r.min_notice_minutes)
+         AND t <= p_at + make_interval(days => r.max_advance_days)
+    )
+    SELECT cd.s, cd.e FROM cand cd
+     WHERE booking.slot_problem(r, cd.s, cd.e, p_at) IS NULL
+       AND NOT EXISTS (SELECT 1 FROM mine m WHERE m.period && tstzrange(cd.s, cd.e, '[)'))
+     ORDER BY cd.s
+  LOOP
+    WHILE j <= n AND bl[j] < c.e + buf LOOP
+      j := j + 1;
+    END LOOP;
+    WHILE k < j AND bl[k] + lmax <= c.s LOOP
+      k := k + 1;
+    END LOOP;
+    seats := '{}';
+    FOR i IN k .. j - 1 LOOP
+      IF bu[i] > c.s AND NOT (bs[i] = ANY (seats)) THEN
+        seats := seats || bs[i];
+      END IF;
+    END LOOP;
+    IF r.capacity - cardinality(seats) > 0 THEN
+      slot_start := c.s;
+      slot_end := c.e;
+      remaining := r.capacity - cardinality(seats);
+      RETURN NEXT;
+    END IF;
+  END LOOP;
 END
 $$;
 REVOKE EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int, timestamptz) FROM PUBLIC;

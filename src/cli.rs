@@ -39,12 +39,19 @@ pub enum Command {
     },
     /// Drive servers with many concurrent users, then check the invariants in SQL.
     Simulate(crate::simulate::SimulateArgs),
+    /// Benchmark: pgbench's ceiling vs the API, at two table sizes; writes BENCHMARKS.md.
+    ///
+    /// Without DATABASE_URL everything runs in a private cluster in a temporary directory,
+    /// removed at the end. With DATABASE_URL (a superuser login) the bench writes its users,
+    /// resources and a million bookings into that database: use a throw-away one.
+    Bench(crate::bench::BenchArgs),
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Simulate(args) => crate::simulate::run(args, config).await,
+        Command::Bench(args) => crate::bench::run(args, config).await,
         Command::Migrate => {
             let backend = Backend::open(&config).await?;
             tracing::info!("migrations are current");

@@ -14,6 +14,7 @@
 //! - [`http`]: the REST API (problem+json errors, OpenAPI); [`startup`]: wiring.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,0 +1,922 @@
+//! `booking bench`: the reproducible benchmark behind BENCHMARKS.md.
+//!
+//! One run: a fresh private cluster in a temporary data dir (or
+//! `DATABASE_URL`), the release server as a separate child process, then
+//! - the database's ceiling: pgbench running exactly the SQL of one create
+//!   request, through the serving login;
+//! - the same over HTTP with an in-process closed-loop load generator, plus a
+//!   hot-slot stampede, listing one's bookings and 7-day availability;
+//! - both at two table sizes (default 10,000 and 1,000,000 existing
+//!   bookings, bulk-loaded with SQL);
+//! - the server's peak RSS, EXPLAIN (ANALYZE, BUFFERS) of the list and
+//!   availability queries, a perf profile; then the report.
+
+mod explain;
+mod load;
+mod pgbench;
+mod procstat;
+mod profile;
+mod report;
+mod server;
+mod setup;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, NaiveTime, SecondsFormat, Utc};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use crate::auth::jwt::Keys;
+use crate::auth::Role;
+use crate::config::Config;
+use crate::startup::Backend;
+use load::{Lat, MakeRequest};
+use pgbench::ConnTarget;
+use procstat::{CpuUsage, Monitor, Watch};
+use report::{Kind, Quiet, Report, Row, Stage, Stampede};
+use setup::{phone, user_id, Block, Ids, Layout, ResourceSpec, CREATE_RESOURCE};
+
+// The command's help text is on `cli::Command::Bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Measured seconds per scenario and concurrency [default: 10; --quick: 3].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub duration_secs: Option<u64>,
+    /// Unmeasured warm-up before each HTTP run, seconds [default: 2; --quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub warmup_secs: Option<u64>,
+    /// Existing bookings in the first stage, all on the one resource the
+    /// availability runs query [default: 10000; --quick: 2000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(200..=100_000))]
+    pub small_rows: Option<u64>,
+    /// Existing bookings in the second stage [default: 1000000; --quick: 50000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1_000..=20_000_000))]
+    pub big_rows: Option<u64>,
+    /// Concurrency levels (clients), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [8usize, 32])]
+    pub clients: Vec<usize>,
+    /// Users firing at one slot at once [default: 1000; --quick: 200].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(2..=10_000))]
+    pub stampede_users: Option<u64>,
+    /// Stampede rounds (a fresh slot and fresh users each) [default: 3; --quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub stampede_rounds: Option<u64>,
+    /// The report [default: BENCHMARKS.md; --quick: target/BENCHMARKS.quick.md].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// A short smoke run (small sizes, short runs); its report says so.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the perf profile run.
+    #[arg(long)]
+    pub no_profile: bool,
+    /// Keep the temporary directory (cluster, server log, pgbench logs).
+    #[arg(long)]
+    pub keep: bool,
+    /// Longest total wait for other builds/loads to finish before measuring anyway, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub max_idle_wait_secs: u64,
+}
+
+/// The resolved settings of a run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub quick: bool,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub small_rows: u64,
+    pub big_rows: u64,
+    pub clients: Vec<usize>,
+    pub stampede_users: u64,
+    pub stampede_rounds: u64,
+    pub output: PathBuf,
+    pub profile: bool,
+    pub max_idle_wait: Duration,
+}
+
+impl Settings {
+    fn from_args(a: &BenchArgs) -> anyhow::Result<Settings> {
+        let q = a.quick;
+        let pick =
+            |v: Option<u64>, full: u64, quick: u64| v.unwrap_or(if q { quick } else { full });
+        let mut clients: Vec<usize> = a.clients.clone();
+        clients.sort_unstable();
+        clients.dedup();
+        if clients.is_empty() || clients.iter().any(|&c| c == 0 || c > 512) {
+            bail!("--clients: each level must be 1..=512");
+        }
+        let small_rows = pick(a.small_rows, 10_000, 2_000);
+        let big_rows = pick(a.big_rows, 1_000_000, 50_000);
+        if big_rows <= small_rows {
+            bail!("--big-rows must be larger than --small-rows");
+        }
+        Ok(Settings {
+            quick: q,
+            duration: Duration::from_secs(pick(a.duration_secs, 10, 3)),
+            warmup: Duration::from_secs(pick(a.warmup_secs, 2, 1)),
+            small_rows,
+            big_rows,
+            clients,
+            stampede_users: pick(a.stampede_users, 1000, 200),
+            stampede_rounds: pick(a.stampede_rounds, 3, 1),
+            output: a.output.clone().unwrap_or_else(|| {
+                PathBuf::from(if q {
+                    "target/BENCHMARKS.quick.md"
+                } else {
+                    "BENCHMARKS.md"
+                })
+            }),
+            profile: !a.no_profile,
+            max_idle_wait: Duration::from_secs(a.max_idle_wait_secs),
+        })
+    }
+}
+
+/// Users per client in a create run: client `c` books for users
+/// `c, c + clients, c + 2 clients, ...` in turn.
+const PER_CLIENT: u64 = 64;
+/// Existing bookings per user in both stages (what one list page shows).
+const BOOKINGS_PER_USER: u64 = 50;
+/// Existing bookings per resource in the second stage's spread.
+const BOOKINGS_PER_RESOURCE: u64 = 1000;
+/// Users whose tokens the list runs cycle through.
+const LIST_SAMPLE: u64 = 2000;
+/// Availability: window and requested duration.
+const AVAIL_DAYS: i64 = 7;
+const AVAIL_MINUTES: i32 = 30;
+
+pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
+    let settings = Settings::from_args(&args)?;
+    let started = Instant::now();
+    let work = std::env::temp_dir().join(format!(
+        "booking-bench-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&work)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // the cluster may run as the `postgres` user: it must reach the data dir
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o755))?;
+    }
+    if config.database_url.is_none() {
+        config.data_dir = work.join("data");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "bench: WARNING: this is a debug build; numbers are meaningless (use scripts/bench)"
+        );
+    }
+    eprintln!("bench: work dir {}", work.display());
+    eprintln!("bench: starting the database");
+    let backend = Backend::open(&config).await?;
+    // Ctrl-C / SIGTERM: dropping the run kills the server child; then the
+    // cluster is stopped as on any other exit
+    let result = tokio::select! {
+        r = bench(&settings, &config, &backend, &work, started) => r,
+        _ = crate::startup::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let stopped = backend.shutdown().await;
+    match &result {
+        Ok(_) if !args.keep => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        _ => eprintln!("bench: kept {}", work.display()),
+    }
+    let report = result?;
+    stopped?;
+    if let Some(dir) = settings.output.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    std::fs::write(&settings.output, report.render())
+        .with_context(|| format!("cannot write {}", settings.output.display()))?;
+    println!("{}", report.summary());
+    println!("report written to {}", settings.output.display());
+    Ok(())
+}
+
+/// Everything a phase needs.
+struct Ctx<'a> {
+    s: &'a Settings,
+    owner: PgConnection,
+    keys: Keys,
+    server: server::Server,
+    login: ConnTarget,
+    owner_tool: ConnTarget,
+    work: PathBuf,
+    watch: Watch,
+    ids: Ids,
+    t0: DateTime<Utc>,
+    avail: Uuid,
+    avail_users: Block,
+    big_users: Option<Block>,
+    idle_budget: Duration,
+    report: Report,
+}
+
+fn tool_targets(config: &Config, backend: &Backend) -> anyhow::Result<(ConnTarget, ConnTarget)> {
+    match (&backend.cluster, &config.database_url) {
+        (Some(cluster), _) => {
+            let socket = |o: &PgConnectOptions| -> anyhow::Result<(PathBuf, u16)> {
+                Ok((
+                    o.get_socket()
+                        .context("the private cluster has no socket dir")?
+                        .clone(),
+                    o.get_port(),
+                ))
+            };
+            let (dir, port) = socket(&backend.serve)?;
+            let login = ConnTarget::Socket {
+                dir: dir.clone(),
+                port,
+                user: crate::pg::LOGIN_ROLE.into(),
+                database: crate::pg::APP_DATABASE.into(),
+                password: cluster.secrets.login_password.clone(),
+            };
+            let owner = ConnTarget::Socket {
+                dir,
+                port,
+                user: crate::pg::ADMIN_USER.into(),
+                database: crate::pg::APP_DATABASE.into(),
+                password: cluster.secrets.admin_password.clone(),
+            };
+            Ok((login, owner))
+        }
+        (None, Some(url)) => Ok((
+            ConnTarget::Url(
+                config
+                    .serve_database_url
+                    .clone()
+                    .unwrap_or_else(|| url.clone()),
+            ),
+            ConnTarget::Url(url.clone()),
+        )),
+        (None, None) => bail!("no database"),
+    }
+}
+
+async fn bench(
+    s: &Settings,
+    config: &Config,
+    backend: &Backend,
+    work: &Path,
+    started: Instant,
+) -> anyhow::Result<Report> {
+    let owner_opts = backend
+        .owner
+        .clone()
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Off, Duration::from_secs(3600));
+    let mut owner = PgConnection::connect_with(&owner_opts).await?;
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&mut owner)
+            .await?;
+    if !superuser {
+        bail!("the bench needs a superuser owner login (bulk load with session_replication_role, auto_explain): DATABASE_URL's login is not one");
+    }
+    let backend_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut owner)
+        .await?;
+    let postmaster = u32::try_from(backend_pid)
+        .ok()
+        .and_then(procstat::proc_stat)
+        // a remote database's backend pid means nothing here
+        .filter(|(comm, _, _)| comm == "postgres")
+        .map(|(_, ppid, _)| ppid);
+    let machine = report::Machine::gather(&mut owner).await?;
+    let (login, owner_tool) = tool_targets(config, backend)?;
+    for tool in ["pgbench", "psql"] {
+        if std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            bail!("`{tool}` is not installed (apt-get install postgresql-client)");
+        }
+    }
+
+    eprintln!("bench: starting the server (a child process)");
+    let server = server::Server::start(config, work).await?;
+    let watch = Watch {
+        server: Some(server.pid),
+        postmaster,
+    };
+    let t0 = (Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_time(NaiveTime::MIN)
+        .and_utc();
+    let command = std::env::var("BOOKING_BENCH_COMMAND").unwrap_or_else(|_| {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        format!("booking {}", args.join(" "))
+    });
+    let mut report = Report::new(s.clone(), machine, command, server.pool_size);
+    report.pgbench_script = pgbench::script();
+    let mut ctx = Ctx {
+        s,
+        owner,
+        keys: Keys::new(&backend.jwt_secret, &config.jwt_issuers),
+        server,
+        login,
+        owner_tool,
+        work: work.to_path_buf(),
+        watch,
+        ids: Ids::default(),
+        t0,
+        avail: Uuid::nil(),
+        avail_users: Block { first: 0, count: 0 },
+        big_users: None,
+        idle_budget: s.max_idle_wait,
+        report,
+    };
+    let result = ctx.all().await;
+    let (peak, now) = ctx.server.rss_kib();
+    ctx.report.rss_peak_kib = peak;
+    ctx.report.rss_end_kib = now;
+    let stopped = ctx.server.stop().await;
+    result?;
+    stopped?;
+    ctx.owner.close().await?;
+    ctx.report.elapsed = started.elapsed();
+    Ok(ctx.report)
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Ctx<'_> {
+    async fn all(&mut self) -> anyhow::Result<()> {
+        let s = self.s;
+        // stage 1: the availability resource with `small_rows` bookings, one an
+        // hour (30 minutes each), 50 per user
+        eprintln!("bench: loading {} bookings on one resource", s.small_rows);
+        let avail = setup::create_resources(
+            &mut self.owner,
+            &mut self.ids,
+            1,
+            ResourceSpec {
+                slot_minutes: 15,
+                min_duration_minutes: 15,
+                buffer_minutes: 0,
+            },
+        )
+        .await?;
+        self.avail = avail.resource_ids()[0];
+        self.avail_users = setup::create_users(
+            &mut self.owner,
+            &mut self.ids,
+            (s.small_rows / BOOKINGS_PER_USER).max(1),
+        )
+        .await?;
+        let t = Instant::now();
+        setup::load_bookings(
+            &mut self.owner,
+            &Layout {
+                resources: avail,
+                users: self.avail_users,
+                rows: s.small_rows,
+                t0: self.t0,
+                step_minutes: 60,
+                duration_minutes: 30,
+                buffer_minutes: 0,
+            },
+            "stage 1",
+        )
+        .await?;
+        setup::settle(&mut self.owner).await?;
+        self.report.loads.push(format!(
+            "{} bookings on one resource (one an hour, 30 min each; {} users × {}): {:.1} s incl. VACUUM ANALYZE",
+            s.small_rows,
+            self.avail_users.count,
+            BOOKINGS_PER_USER,
+            t.elapsed().as_secs_f64()
+        ));
+        self.stage(Stage::Small).await?;
+
+        // stage 2: up to `big_rows`, spread over many resources and users
+        let rows = s.big_rows - s.small_rows;
+        let users = (rows / BOOKINGS_PER_USER).max(1);
+        let resources = (rows / BOOKINGS_PER_RESOURCE).clamp(1, users);
+        eprintln!("bench: loading {rows} more bookings ({resources} resources, {users} users)");
+        let t = Instant::now();
+        let res = setup::create_resources(
+            &mut self.owner,
+            &mut self.ids,
+            resources,
+            ResourceSpec {
+                slot_minutes: 15,
+                min_duration_minutes: 15,
+                buffer_minutes: 15,
+            },
+        )
+        .await?;
+        let big = setup::create_users(&mut self.owner, &mut self.ids, users).await?;
+        setup::load_bookings(
+            &mut self.owner,
+            &Layout {
+                resources: res,
+                users: big,
+                rows,
+                t0: self.t0,
+                step_minutes: 60,
+                duration_minutes: 30,
+                buffer_minutes: 15,
+            },
+            "stage 2",
+        )
+        .await?;
+        setup::settle(&mut self.owner).await?;
+        self.big_users = Some(big);
+        self.report.loads.push(format!(
+            "{rows} bookings over {resources} resources (buffer 15 min) and {users} users ({BOOKINGS_PER_USER} each): {:.1} s incl. VACUUM ANALYZE",
+            t.elapsed().as_secs_f64()
+        ));
+        self.stage(Stage::Big).await?;
+        self.explain().await?;
+        if s.profile {
+            if profile::available() {
+                if let Err(e) = self.profile().await {
+                    eprintln!("bench: profile failed: {e:#}");
+                    self.report.profile_note = Some(format!("The profile run failed: {e:#}"));
+                }
+            } else {
+                self.report.profile_note = Some("perf is not installed: no profile".into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn stage(&mut self, stage: Stage) -> anyhow::Result<()> {
+        let size = report::TableSize::of_bookings(&mut self.owner).await?;
+        self.report.sizes.push((stage, size));
+        let clients = self.s.clients.clone();
+        for &c in &clients {
+            self.pgbench_create(stage, c).await?;
+        }
+        for &c in &clients {
+            self.api_create(stage, c, false).await?;
+        }
+        if stage == Stage::Small {
+            self.stampede().await?;
+        }
+        for &c in &clients {
+            self.list(stage, c).await?;
+        }
+        for &c in &clients {
+            self.availability(stage, c).await?;
+        }
+        Ok(())
+    }
+
+    fn token(&self, n: u64) -> anyhow::Result<String> {
+        self.keys.mint(
+            user_id(n),
+            Role::Authenticated,
+            Some(&phone(n)),
+            None,
+            4 * 3600,
+        )
+    }
+
+    /// Wait (within the budget) until no foreign build runs and other
+    /// processes use little CPU; say how quiet it was.
+    async fn quiet(&mut self) -> Quiet {
+        loop {
+            let builds = procstat::foreign_builds();
+            let m = Monitor::start(self.watch);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let u = tokio::task::spawn_blocking(move || m.finish())
+                .await
+                .unwrap_or_default();
+            let other = u.other_pct();
+            if (builds.is_empty() && other < 15.0) || self.idle_budget.is_zero() {
+                if !builds.is_empty() || other >= 15.0 {
+                    eprintln!("bench: measuring under load (waited long enough): {builds:?}, other processes {other:.0}% CPU");
+                }
+                return Quiet {
+                    builds,
+                    other_pct_before: other,
+                };
+            }
+            eprintln!(
+                "bench: waiting for a quiet machine: {builds:?}, other processes {other:.0}% CPU"
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            self.idle_budget = self.idle_budget.saturating_sub(Duration::from_secs(6));
+        }
+    }
+
+    /// Measure `drive` with the CPU monitor over the measured window only.
+    async fn measured_http(
+        &mut self,
+        clients: usize,
+        make: MakeRequest,
+    ) -> anyhow::Result<(load::Observed, CpuUsage)> {
+        let (warmup, measure, watch) = (self.s.warmup, self.s.duration, self.watch);
+        let mon = tokio::spawn(async move {
+            tokio::time::sleep(warmup).await;
+            let m = Monitor::start(watch);
+            tokio::time::sleep(measure).await;
+            tokio::task::spawn_blocking(move || m.finish())
+                .await
+                .unwrap_or_default()
+        });
+        let obs = load::drive(clients, warmup, measure, make).await;
+        let cpu = mon.await?;
+        Ok((obs, cpu))
+    }
+
+    async fn existing(&mut self) -> anyhow::Result<i64> {
+        Ok(setup::count_bookings(&mut self.owner).await?)
+    }
+
+    async fn pgbench_create(&mut self, stage: Stage, c: usize) -> anyhow::Result<()> {
+        let existing = self.existing().await?;
+        let users =
+            setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
+                .await?;
+        let quiet = self.quiet().await;
+        eprintln!("bench: {} pgbench create, {c} clients", stage.label(self.s));
+        let m = Monitor::start(self.watch);
+        let run = pgbench::run(
+            &self.login,
+            &self.work,
+            &format!("{}-{c}", stage.tag()),
+            self.s.duration.as_secs(),
+            &pgbench::Vars {
+                clients: c,
+                per: PER_CLIENT,
+                ubase: users.first,
+                rbase: res.first,
+                t0: self.t0.timestamp(),
+            },
+        )
+        .await;
+        let cpu = tokio::task::spawn_blocking(move || m.finish())
+            .await
+            .unwrap_or_default();
+        let mut run = run?;
+        let ids = res.resource_ids();
+        let created = setup::count_on(&mut self.owner, &ids).await?;
+        setup::purge(&mut self.owner, &ids).await?;
+        setup::settle(&mut self.owner).await?;
+        let ok = run.processed.saturating_sub(run.failed);
+        let sanity = if created as u64 == ok {
+            format!("{created} bookings created = transactions")
+        } else {
+            format!("WARNING: {created} bookings created for {ok} transactions")
+        };
+        let lat = Lat::from_us(&mut run.lat_us);
+        let row = Row {
+            kind: Kind::PgbenchCreate,
+            stage,
+            existing,
+            clients: c,
+            ok,
+            statuses: format!("{} tx, {} failed", run.processed, run.failed),
+            throughput: run.tps,
+            lat,
+            cpu,
+            quiet,
+            sanity,
+        };
+        eprintln!("bench:   {}", row.one_line());
+        self.report.pgbench_statements.push((
+            format!("{}, {c} clients", stage.label(self.s)),
+            run.per_statement.clone(),
+        ));
+        self.report.pgbench_command = run.command.clone();
+        self.report.rows.push(row);
+        Ok(())
+    }
+
+    /// Create on free slots over HTTP: client `w` books the next minute on
+    /// its own resource, for the next of its users.
+    async fn api_create(
+        &mut self,
+        stage: Stage,
+        c: usize,
+        under_perf: bool,
+    ) -> anyhow::Result<Option<(Row, profile::Recording)>> {
+        let existing = self.existing().await?;
+        let users =
+            setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
+                .await?;
+        let tokens: Vec<String> = (0..users.count)
+            .map(|i| self.token(users.nth(i)))
+            .collect::<anyhow::Result<_>>()?;
+        let tokens = Arc::new(tokens);
+        let resources = Arc::new(res.resource_ids());
+        let http = load::http_client(c)?;
+        let url = format!("{}/v1/bookings", self.server.base);
+        let t0 = self.t0;
+        let make: MakeRequest = Arc::new(move |w, k| {
+            let ui = w as u64 + c as u64 * (k % PER_CLIENT);
+            let start = t0 + chrono::Duration::minutes(k as i64);
+            let end = start + chrono::Duration::minutes(1);
+            let body = format!(
+                "{{\"resource_id\":\"{}\",\"start\":\"{}\",\"end\":\"{}\"}}",
+                resources[w],
+                rfc3339(start),
+                rfc3339(end)
+            );
+            http.post(url.as_str())
+                .bearer_auth(&tokens[ui as usize])
+                .header("content-type", "application/json")
+                .body(body)
+        });
+        let quiet = self.quiet().await;
+        eprintln!(
+            "bench: {} API create, {c} clients{}",
+            stage.label(self.s),
+            if under_perf { " (under perf)" } else { "" }
+        );
+        let recording = if under_perf {
+            let secs = self.s.warmup.as_secs_f64() + self.s.duration.as_secs_f64();
+            Some(profile::start(&self.work, secs)?)
+        } else {
+            None
+        };
+        let (obs, cpu) = self.measured_http(c, make).await?;
+        let ids = res.resource_ids();
+        let created = setup::count_on(&mut self.owner, &ids).await?;
+        setup::purge(&mut self.owner, &ids).await?;
+        setup::settle(&mut self.owner).await?;
+        let sanity = format!("{created} bookings created in all (warm-up included)");
+        let row = Row::http(
+            Kind::ApiCreate,
+            stage,
+            existing,
+            c,
+            201,
+            obs,
+            cpu,
+            quiet,
+            sanity,
+        );
+        eprintln!("bench:   {}", row.one_line());
+        match recording {
+            Some(r) => Ok(Some((row, r))),
+            None => {
+                self.report.rows.push(row);
+                Ok(None)
+            }
+        }
+    }
+
+    /// `stampede_users` users POST the same slot at the same moment.
+    async fn stampede(&mut self) -> anyhow::Result<()> {
+        let n = self.s.stampede_users;
+        let mut rounds = Vec::new();
+        let mut all_lat = Vec::new();
+        for round in 0..self.s.stampede_rounds {
+            let users = setup::create_users(&mut self.owner, &mut self.ids, n).await?;
+            let res = setup::create_resources(
+                &mut self.owner,
+                &mut self.ids,
+                1,
+                ResourceSpec {
+                    slot_minutes: 15,
+                    min_duration_minutes: 15,
+                    buffer_minutes: 0,
+                },
+            )
+            .await?;
+            let rid = res.resource_ids()[0];
+            let start = self.t0 + chrono::Duration::hours(36);
+            let body = format!(
+                "{{\"resource_id\":\"{rid}\",\"start\":\"{}\",\"end\":\"{}\"}}",
+                rfc3339(start),
+                rfc3339(start + chrono::Duration::hours(1))
+            );
+            let http = load::http_client(n as usize)?;
+            load::warm_connections(&http, &self.server.base, n as usize).await;
+            let quiet = self.quiet().await;
+            eprintln!("bench: stampede round {}: {n} users on one slot", round + 1);
+            let barrier = Arc::new(tokio::sync::Barrier::new(n as usize + 1));
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..n {
+                let token = self.token(users.nth(i))?;
+                let (http, barrier, body) = (http.clone(), barrier.clone(), body.clone());
+                let url = format!("{}/v1/bookings", self.server.base);
+                tasks.spawn(async move {
+                    barrier.wait().await;
+                    let t = Instant::now();
+                    let status = match http
+                        .post(url)
+                        .bearer_auth(token)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(r) => {
+                            let s = r.status().as_u16();
+                            r.bytes().await.ok().map(|_| s)
+                        }
+                        Err(_) => None,
+                    };
+                    (t, Instant::now(), status)
+                });
+            }
+            let m = Monitor::start(self.watch);
+            barrier.wait().await;
+            let mut obs = load::Observed::default();
+            let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+            while let Some(r) = tasks.join_next().await {
+                let (t, done, status) = r?;
+                first = Some(first.map_or(t, |f| f.min(t)));
+                last = Some(last.map_or(done, |l| l.max(done)));
+                match status {
+                    Some(s) => *obs.statuses.entry(s).or_default() += 1,
+                    None => obs.transport_errors += 1,
+                }
+                obs.lat_us
+                    .push(u32::try_from((done - t).as_micros()).unwrap_or(u32::MAX));
+            }
+            let cpu = tokio::task::spawn_blocking(move || m.finish())
+                .await
+                .unwrap_or_default();
+            let total = match (first, last) {
+                (Some(f), Some(l)) => l - f,
+                _ => Duration::ZERO,
+            };
+            let created = setup::count_on(&mut self.owner, &[rid]).await?;
+            all_lat.extend(obs.lat_us.iter().copied());
+            let lat = Lat::from_us(&mut obs.lat_us);
+            eprintln!(
+                "bench:   {} in {:.0} ms, p50 {:.1} ms, p99 {:.1} ms; {created} booking in the database",
+                obs.status_text(),
+                total.as_secs_f64() * 1000.0,
+                lat.p50,
+                lat.p99
+            );
+            rounds.push(report::StampedeRound {
+                users: n,
+                total,
+                lat,
+                statuses: obs.status_text(),
+                one_winner: obs.count(201) == 1 && created == 1,
+                cpu,
+                quiet,
+            });
+        }
+        self.report.stampede = Some(Stampede {
+            lat: Lat::from_us(&mut all_lat),
+            rounds,
+        });
+        Ok(())
+    }
+
+    /// Users with bookings, and their tokens, for this stage.
+    fn list_users(&self, stage: Stage) -> anyhow::Result<Vec<(u64, String)>> {
+        let mut pool: Vec<u64> = (0..self.avail_users.count)
+            .map(|i| self.avail_users.nth(i))
+            .collect();
+        if let (Stage::Big, Some(b)) = (stage, self.big_users) {
+            pool.extend((0..b.count).map(|i| b.nth(i)));
+        }
+        let step = (pool.len() as u64 / LIST_SAMPLE).max(1) as usize;
+        pool.into_iter()
+            .step_by(step)
+            .map(|n| Ok((n, self.token(n)?)))
+            .collect()
+    }
+
+    async fn list(&mut self, stage: Stage, c: usize) -> anyhow::Result<()> {
+        let existing = self.existing().await?;
+        let users = Arc::new(self.list_users(stage)?);
+        let http = load::http_client(c)?;
+        let url = format!("{}/v1/bookings?limit=50", self.server.base);
+        // what a page holds
+        let probe: serde_json::Value = http
+            .get(url.as_str())
+            .bearer_auth(&users[0].1)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let items = probe["items"].as_array().map(|a| a.len()).unwrap_or(0);
+        let n = users.len();
+        let make: MakeRequest = Arc::new(move |w, k| {
+            let i = (w + c * k as usize) % n;
+            http.get(url.as_str()).bearer_auth(&users[i].1)
+        });
+        let quiet = self.quiet().await;
+        eprintln!("bench: {} list, {c} clients", stage.label(self.s));
+        let (obs, cpu) = self.measured_http(c, make).await?;
+        let sanity = format!("{items} bookings per page; {n} users cycled");
+        let row = Row::http(Kind::List, stage, existing, c, 200, obs, cpu, quiet, sanity);
+        eprintln!("bench:   {}", row.one_line());
+        self.report.rows.push(row);
+        Ok(())
+    }
+
+    /// A 7-day window on the resource with `small_rows` bookings, somewhere
+    /// in its booked span; slot `i` picks the day.
+    fn avail_window(&self, i: u64) -> (DateTime<Utc>, DateTime<Utc>) {
+        let span_days = self.s.small_rows / 24;
+        let starts = span_days.saturating_sub(AVAIL_DAYS as u64).max(1);
+        let from = self.t0 + chrono::Duration::days((i % starts) as i64);
+        (from, from + chrono::Duration::days(AVAIL_DAYS))
+    }
+
+    async fn availability(&mut self, stage: Stage, c: usize) -> anyhow::Result<()> {
+        let existing = self.existing().await?;
+        let users: Vec<String> = (0..self.avail_users.count.min(LIST_SAMPLE))
+            .map(|i| self.token(self.avail_users.nth(i)))
+            .collect::<anyhow::Result<_>>()?;
+        let base = format!(
+            "{}/v1/resources/{}/availability",
+            self.server.base, self.avail
+        );
+        let urls: Vec<String> = (0..512)
+            .map(|i| {
+                let (f, t) = self.avail_window(i);
+                format!(
+                    "{base}?from={}&to={}&duration_minutes={AVAIL_MINUTES}",
+                    rfc3339(f),
+                    rfc3339(t)
+                )
+            })
+            .collect();
+        let (users, urls) = (Arc::new(users), Arc::new(urls));
+        let http = load::http_client(c)?;
+        let probe: serde_json::Value = http
+            .get(urls[1].as_str())
+            .bearer_auth(&users[0])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let slots = probe["slots"].as_array().map(|a| a.len()).unwrap_or(0);
+        let make: MakeRequest = {
+            let (users, urls, http) = (users.clone(), urls.clone(), http.clone());
+            Arc::new(move |w, k| {
+                let i = w + c * k as usize;
+                http.get(urls[i % urls.len()].as_str())
+                    .bearer_auth(&users[i % users.len()])
+            })
+        };
+        let quiet = self.quiet().await;
+        eprintln!("bench: {} availability, {c} clients", stage.label(self.s));
+        let (obs, cpu) = self.measured_http(c, make).await?;
+        let sanity = format!(
+            "{slots} free {AVAIL_MINUTES}-min slots per 7-day answer; {} bookings on the resource",
+            self.s.small_rows
+        );
+        let row = Row::http(
+            Kind::Availability,
+            stage,
+            existing,
+            c,
+            200,
+            obs,
+            cpu,
+            quiet,
+            sanity,
+        );
+        eprintln!("bench:   {}", row.one_line());
+        self.report.rows.push(row);
+        Ok(())
+    }
+
+    async fn explain(&mut self) -> anyhow::Result<()> {
+        eprintln!("bench: EXPLAIN (ANALYZE, BUFFERS)");
+        let big = self.big_users.unwrap_or(self.avail_users);
+        let n = big.nth(big.count / 2);
+        self.report.explain_list = explain::list(&self.owner_tool, user_id(n), &phone(n)).await?;
+        let (from, to) = self.avail_window(100);
+        let u = self.avail_users.nth(0);
+        self.report.explain_availability = explain::availability(
+            &self.owner_tool,
+            self.avail,
+            from,
+            to,
+            AVAIL_MINUTES,
+            user_id(u),
+            &phone(u),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn profile(&mut self) -> anyhow::Result<()> {
+        let c = self.s.clients.iter().copied().max().unwrap_or(32);
+        if let Some((row, rec)) = self.api_create(Stage::Big, c, true).await? {
+            self.report.profile = Some(rec.finish(self.watch).await?);
+            self.report.profile_row = Some(row);
+        }
+        Ok(())
+    }
+}

@@ -211,7 +211,7 @@ impl Machine {
             .fetch_one(&mut *conn)
             .await?;
         let pg_settings: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, setting || coalesce(' ' || unit, '') FROM pg_settings \
+            "SELECT name, current_setting(name) FROM pg_settings \
              WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'max_connections', 'work_mem', \
                             'effective_cache_size', 'jit', 'wal_buffers', 'max_wal_size') ORDER BY name",
         )
@@ -828,8 +828,8 @@ impl Report {
                 }
                 let _ = write!(
                     why,
-                    "Each number comes from one {}-second run on a shared VM; where the growth shows in the server's \
-                     CPU as well as PostgreSQL's, or only at one concurrency level, suspect noise and re-run.",
+                    "Each figure is one {}-second run on a shared VM: repeat the bench before reading much into a \
+                     difference that shows at one concurrency level only.",
                     self.settings.duration.as_secs()
                 );
             }

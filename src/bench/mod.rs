@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// Users firing at one slot at once [default: 1000; --quick: 200].
     #[arg(long, value_parser = clap::value_parser!(u64).range(2..=10_000))]
     pub stampede_users: Option<u64>,
+    /// Runs of each create scenario, pgbench and API alternating; comparisons use the
+    /// fastest of each [default: 2; --quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub repeat: Option<u64>,
     /// Stampede rounds (a fresh slot and fresh users each) [default: 3; --quick: 1].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
     pub stampede_rounds: Option<u64>,
@@ -92,6 +96,7 @@ pub struct Settings {
     pub clients: Vec<usize>,
     pub stampede_users: u64,
     pub stampede_rounds: u64,
+    pub repeat: usize,
     pub output: PathBuf,
     pub profile: bool,
     pub max_idle_wait: Duration,
@@ -122,6 +127,7 @@ impl Settings {
             clients,
             stampede_users: pick(a.stampede_users, 1000, 200),
             stampede_rounds: pick(a.stampede_rounds, 3, 1),
+            repeat: pick(a.repeat, 2, 1) as usize,
             output: a.output.clone().unwrap_or_else(|| {
                 PathBuf::from(if q {
                     "target/BENCHMARKS.quick.md"
@@ -456,11 +462,13 @@ impl Ctx<'_> {
         let size = report::TableSize::of_bookings(&mut self.owner).await?;
         self.report.sizes.push((stage, size));
         let clients = self.s.clients.clone();
+        // pgbench and the API alternate, so that each comparison is made
+        // between runs close in time
         for &c in &clients {
-            self.pgbench_create(stage, c).await?;
-        }
-        for &c in &clients {
-            self.api_create(stage, c, false).await?;
+            for run in 0..self.s.repeat {
+                self.pgbench_create(stage, c, run).await?;
+                self.api_create(stage, c, false, run).await?;
+            }
         }
         if stage == Stage::Small {
             self.stampede().await?;
@@ -536,7 +544,12 @@ impl Ctx<'_> {
         Ok(setup::count_bookings(&mut self.owner).await?)
     }
 
-    async fn pgbench_create(&mut self, stage: Stage, c: usize) -> anyhow::Result<()> {
+    async fn pgbench_create(
+        &mut self,
+        stage: Stage,
+        c: usize,
+        run_no: usize,
+    ) -> anyhow::Result<()> {
         let existing = self.existing().await?;
         let users =
             setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
@@ -549,7 +562,7 @@ impl Ctx<'_> {
         let run = pgbench::run(
             &self.login,
             &self.work,
-            &format!("{}-{c}", stage.tag()),
+            &format!("{}-{c}-{run_no}", stage.tag()),
             self.s.duration.as_secs(),
             &pgbench::Vars {
                 clients: c,
@@ -587,12 +600,10 @@ impl Ctx<'_> {
             cpu,
             quiet,
             sanity,
+            run: run_no,
+            per_statement: run.per_statement.clone(),
         };
         eprintln!("bench:   {}", row.one_line());
-        self.report.pgbench_statements.push((
-            format!("{}, {c} clients", stage.label(self.s)),
-            run.per_statement.clone(),
-        ));
         self.report.pgbench_command = run.command.clone();
         self.report.rows.push(row);
         Ok(())
@@ -605,6 +616,7 @@ impl Ctx<'_> {
         stage: Stage,
         c: usize,
         under_perf: bool,
+        run: usize,
     ) -> anyhow::Result<Option<(Row, profile::Recording)>> {
         let existing = self.existing().await?;
         let users =
@@ -653,7 +665,7 @@ impl Ctx<'_> {
         setup::purge(&mut self.owner, &ids).await?;
         setup::settle(&mut self.owner).await?;
         let sanity = format!("{created} bookings created in all (warm-up included)");
-        let row = Row::http(
+        let mut row = Row::http(
             Kind::ApiCreate,
             stage,
             existing,
@@ -664,6 +676,7 @@ impl Ctx<'_> {
             quiet,
             sanity,
         );
+        row.run = run;
         eprintln!("bench:   {}", row.one_line());
         match recording {
             Some(r) => Ok(Some((row, r))),
@@ -913,7 +926,7 @@ impl Ctx<'_> {
 
     async fn profile(&mut self) -> anyhow::Result<()> {
         let c = self.s.clients.iter().copied().max().unwrap_or(32);
-        if let Some((row, rec)) = self.api_create(Stage::Big, c, true).await? {
+        if let Some((row, rec)) = self.api_create(Stage::Big, c, true, 0).await? {
             self.report.profile = Some(rec.finish(self.watch).await?);
             self.report.profile_row = Some(row);
         }

@@ -63,6 +63,21 @@ pub struct Config {
     pub write_rate_per_minute: i64,
     /// The same per client IP (IPv6: per /64).
     pub write_rate_per_minute_ip: i64,
+    /// Reads (GET under `/v1/`) per minute per signed-in user, per instance.
+    pub read_rate_per_minute: i64,
+    /// The same per client IP.
+    pub read_rate_per_minute_ip: i64,
+    /// Requests of one user in progress at once, per instance (always on).
+    pub max_in_flight_per_user: i64,
+    /// Requests under `/v1/` in progress at once, per instance (always on):
+    /// past it 503 at once, before the pool's queue times out.
+    pub max_in_flight: i64,
+    /// A connection that has not sent a whole request head within this many
+    /// seconds (including an idle keep-alive connection) is closed.
+    pub header_read_timeout_secs: i64,
+    /// A reused refresh token still returns its successor within this many
+    /// seconds of its first use (a double submit), like Supabase Auth.
+    pub refresh_reuse_secs: i64,
 }
 
 impl Config {
@@ -188,6 +203,26 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let read_rate_per_minute = int_var(
+            &non_empty,
+            "BOOKING_READ_RATE_PER_MINUTE",
+            600,
+            1,
+            1_000_000,
+        )?;
+        let read_rate_per_minute_ip = int_var(
+            &non_empty,
+            "BOOKING_READ_RATE_PER_MINUTE_IP",
+            3000,
+            1,
+            1_000_000,
+        )?;
+        let max_in_flight_per_user =
+            int_var(&non_empty, "BOOKING_MAX_IN_FLIGHT_PER_USER", 4, 1, 10_000)?;
+        let max_in_flight = int_var(&non_empty, "BOOKING_MAX_IN_FLIGHT", 512, 1, 1_000_000)?;
+        let header_read_timeout_secs =
+            int_var(&non_empty, "BOOKING_HEADER_READ_TIMEOUT", 15, 1, 300)?;
+        let refresh_reuse_secs = int_var(&non_empty, "BOOKING_REFRESH_REUSE_SECONDS", 10, 0, 3600)?;
         Ok(Config {
             addr,
             database_url,
@@ -205,6 +240,12 @@ impl Config {
             db_pool_size,
             write_rate_per_minute,
             write_rate_per_minute_ip,
+            read_rate_per_minute,
+            read_rate_per_minute_ip,
+            max_in_flight_per_user,
+            max_in_flight,
+            header_read_timeout_secs,
+            refresh_reuse_secs,
         })
     }
 }

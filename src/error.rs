@@ -115,32 +115,68 @@ impl ApiError {
                 "unavailable",
                 Some(*retry_after),
             ),
-            Database(e) => match crate::db::db_error_parts(e) {
-                Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
-                    ("23P01", Some("bookings_no_overlap")) => {
-                        (StatusCode::CONFLICT, "slot_taken", None)
-                    }
-                    ("23P01", Some("bookings_user_no_overlap")) => {
-                        (StatusCode::CONFLICT, "user_overlap", None)
-                    }
-                    ("40001" | "40P01" | "55P03" | "57014", _) => {
-                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
-                    }
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
-                },
-                None => match e {
-                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                        (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1))
-                    }
-                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
-                },
-            },
+            Database(e) => classify_db(e),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         self.classify().0
+    }
+}
+
+/// A database error by SQLSTATE and constraint name. Integrity errors the
+/// caller can fix are 4xx; connection- and shutdown-class failures (the
+/// database restarting, a connection lost, the pool exhausted) are 503 with
+/// `Retry-After`; anything else is a bug and a 500.
+fn classify_db(e: &sqlx::Error) -> (StatusCode, &'static str, Option<u64>) {
+    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1));
+    match crate::db::db_error_parts(e) {
+        Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
+            ("23P01", Some("bookings_no_overlap")) => (StatusCode::CONFLICT, "slot_taken", None),
+            ("23P01", Some("bookings_user_no_overlap")) => {
+                (StatusCode::CONFLICT, "user_overlap", None)
+            }
+            ("23503", Some("bookings_resource_id_fkey")) => {
+                (StatusCode::NOT_FOUND, "not_found", None)
+            }
+            ("23503", Some("resources_owner_id_fkey")) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", None)
+            }
+            ("23505", _) | ("23P01", _) | ("23503", _) => (StatusCode::CONFLICT, "conflict", None),
+            ("23514" | "23502" | "22023" | "54000", _) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", None)
+            }
+            ("40001" | "40P01" | "55P03" | "57014" | "53300" | "53400", _) => unavailable,
+            (c, _) if c.starts_with("08") || c.starts_with("57") => unavailable,
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        },
+        None => match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => unavailable,
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
+        },
+    }
+}
+
+/// What a client-side database error tells the caller (never the database's
+/// own message, which may name tables or values).
+fn db_client_detail(e: &sqlx::Error) -> String {
+    match crate::db::db_error_parts(e) {
+        Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
+            ("23503", Some("bookings_resource_id_fkey")) => "no such active resource".into(),
+            ("23503", Some("resources_owner_id_fkey")) => "owner_id: no such user".into(),
+            ("23503", _) => "the request refers to something that does not exist".into(),
+            ("23505", _) => "the request conflicts with an existing record".into(),
+            ("23514" | "23502", Some(c)) => format!("the request breaks the rule `{c}`"),
+            ("22023" | "54000", _) => "a parameter is out of the allowed range".into(),
+            _ => "the request conflicts with the current data".into(),
+        },
+        None => "the request could not be processed".into(),
     }
 }
 
@@ -208,6 +244,7 @@ impl IntoResponse for ApiError {
             match (&self, code) {
                 (_, "slot_taken") => ApiError::SlotTaken.to_string(),
                 (_, "user_overlap") => ApiError::UserOverlap.to_string(),
+                (ApiError::Database(e), _) => db_client_detail(e),
                 (ApiError::Validation(errs), _) => errs
                     .iter()
                     .map(|e| format!("{}: {}", e.field, e.message))

@@ -41,6 +41,7 @@ impl Backend {
                     .await
                     .context("cannot connect to DATABASE_URL")?;
                 migrate::run(&mut conn).await?;
+                migrate::apply_settings(&mut conn, config.max_active_bookings).await?;
                 let serve = match &config.serve_database_url {
                     Some(u) => u
                         .parse::<PgConnectOptions>()
@@ -85,6 +86,7 @@ impl Backend {
                 let owner = cluster.admin_options(pg::APP_DATABASE);
                 let mut conn = PgConnection::connect_with(&owner).await?;
                 migrate::run(&mut conn).await?;
+                migrate::apply_settings(&mut conn, config.max_active_bookings).await?;
                 migrate::ensure_login_role(
                     &mut conn,
                     pg::LOGIN_ROLE,
@@ -208,23 +210,17 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.await;
-        });
-        let mut server = tokio::spawn(async move { server.await });
+        let header_timeout =
+            Duration::from_secs(self.state.config.header_read_timeout_secs.max(1) as u64);
+        let mut server = tokio::spawn(serve_http(self.listener, self.router, header_timeout, rx));
         let sweeper = http::idempotency::spawn_sweeper(self.state.clone());
         tokio::select! {
-            res = &mut server => { res??; }
+            res = &mut server => { res?; }
             _ = shutdown => {
                 tracing::info!("shutting down: no new connections; finishing in-flight requests");
                 let _ = tx.send(());
                 match tokio::time::timeout(Duration::from_secs(30), &mut server).await {
-                    Ok(res) => res??,
+                    Ok(res) => res?,
                     Err(_) => tracing::warn!("in-flight requests did not finish within 30 s"),
                 }
             }
@@ -233,6 +229,56 @@ impl Application {
         self.state.db.close().await;
         Ok(())
     }
+}
+
+/// The HTTP/1.1 server: hyper with a timer, so that a connection that does not
+/// send a whole request head within `header_timeout` (a slow-loris client, or
+/// a keep-alive connection left idle) is closed instead of held forever —
+/// `axum::serve` builds hyper without a timer, so it has no such timeout.
+/// Every request carries the peer address (`ConnectInfo`). On `stop`, no new
+/// connection is accepted and open ones finish their request in progress.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // out of file descriptors and the like: do not spin
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

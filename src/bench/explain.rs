@@ -82,7 +82,7 @@ pub async fn availability(
 ) -> anyhow::Result<String> {
     let f = from.to_rfc3339_opts(SecondsFormat::Secs, true);
     let t = to.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let call = format!("booking.availability('{resource}', '{f}', '{t}', {minutes}, now())");
+    let call = format!("booking.availability('{resource}', '{f}', '{t}', {minutes})");
     let script = format!(
         "{who}{warm}ROLLBACK;\n\
          LOAD 'auto_explain';\n\

@@ -45,8 +45,9 @@ impl ConnTarget {
     }
 }
 
-/// The pgbench script: BEGIN; role + claims; the per-user lock; the active
-/// count; create_booking; COMMIT — the statements the create handler sends,
+/// The pgbench script: BEGIN; role + claims; create_booking (the per-user
+/// lock, the active count and the rules are inside it); COMMIT — the
+/// statements the create handler sends,
 /// one round trip each. Variables: `n` counts this client's transactions
 /// (`-D n=0`, kept between transactions), so every transaction books the
 /// next free minute on this client's own resource, for the next of this
@@ -63,10 +64,9 @@ pub fn script() -> String {
          BEGIN;\n\
          SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', \
            '{{\"aud\":\"authenticated\",\"exp\":2000000000,\"iat\":1700000000,\"iss\":\"booking\",\"phone\":\"+1' || :ph || \
-           '\",\"role\":\"authenticated\",\"session_id\":\"00000000-0000-4000-8000-000000000000\",\"sub\":\"' || {uid} || '\"}}', true);\n\
-         SELECT pg_advisory_xact_lock(hashtextextended('booking.active_cap:' || {uid}, 0));\n\
-         SELECT count(*) FROM booking.bookings WHERE user_id = {uid}::uuid AND status = 'confirmed' AND upper(period) > now();\n\
-         SELECT booking.create_booking({rid}::uuid, to_timestamp(:s), to_timestamp(:e), NULL, now());\n\
+           '\",\"role\":\"authenticated\",\"session_id\":\"00000000-0000-4000-8000-000000000000\",\"sub\":\"' || {uid} || '\"}}', true), \
+           set_config('request.jwt.claim.sub', {uid}, true), set_config('request.jwt.claim.role', 'authenticated', true);\n\
+         SELECT booking.create_booking({rid}::uuid, to_timestamp(:s), to_timestamp(:e), NULL);\n\
          COMMIT;\n"
     )
 }

@@ -58,39 +58,37 @@ async fn outcome(
     Ok(q.fetch_one(conn).await?.0)
 }
 
+/// Create as the caller. The database judges everything, against its own
+/// clock: the resource's rules, seats, the caller's overlaps and the cap on
+/// active bookings (see migration 0006).
 pub async fn create(
     conn: &mut PgConnection,
     resource_id: Uuid,
     period: TimeRange,
     note: Option<&str>,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<Outcome> {
-    let q = sqlx::query_scalar("SELECT booking.create_booking($1, $2, $3, $4, $5)")
+    let q = sqlx::query_scalar("SELECT booking.create_booking($1, $2, $3, $4)")
         .bind(resource_id)
         .bind(period.start())
         .bind(period.end())
-        .bind(note)
-        .bind(now);
+        .bind(note);
     outcome(q, conn).await
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn reschedule(
     conn: &mut PgConnection,
     id: Uuid,
     period: TimeRange,
     note: Option<Option<&str>>,
     version: Option<i32>,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<Outcome> {
-    let q = sqlx::query_scalar("SELECT booking.reschedule_booking($1, $2, $3, $4, $5, $6, $7)")
+    let q = sqlx::query_scalar("SELECT booking.reschedule_booking($1, $2, $3, $4, $5, $6)")
         .bind(id)
         .bind(period.start())
         .bind(period.end())
         .bind(note.is_some())
         .bind(note.flatten())
-        .bind(version)
-        .bind(now);
+        .bind(version);
     outcome(q, conn).await
 }
 
@@ -179,39 +177,5 @@ pub async fn history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Even
     )
     .bind(id)
     .fetch_all(conn)
-    .await
-}
-
-/// Take the per-user lock that serialises creates by one user (held until the
-/// transaction ends), then count the user's active bookings. Two statements on
-/// purpose: under READ COMMITTED a statement's snapshot is taken when it
-/// starts, so a count in the same statement as the lock wait would not see a
-/// booking committed by the transaction that held the lock.
-pub async fn lock_and_count_active(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('booking.active_cap:' || $1::text, 0))",
-    )
-    .bind(user_id)
-    .execute(&mut *conn)
-    .await?;
-    count_active(conn, user_id, now).await
-}
-
-/// How many confirmed bookings that have not ended yet the caller holds.
-pub async fn count_active(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM booking.bookings WHERE user_id = $1 AND status = 'confirmed' AND upper(period) > $2",
-    )
-    .bind(user_id)
-    .bind(now)
-    .fetch_one(conn)
     .await
 }

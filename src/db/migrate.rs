@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "idempotency",
         sql: include_str!("../../migrations/0005_idempotency.sql"),
     },
+    Migration {
+        version: 6,
+        name: "authority",
+        sql: include_str!("../../migrations/0006_authority.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.
@@ -107,6 +112,23 @@ async fn apply(conn: &mut PgConnection) -> anyhow::Result<usize> {
         count += 1;
     }
     Ok(count)
+}
+
+/// Write the settings every server instance on this database shares (the
+/// active-bookings cap), as the schema owner. `booking serve` and `booking
+/// migrate` call it at start with their configuration.
+pub async fn apply_settings(
+    conn: &mut PgConnection,
+    max_active_bookings: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE booking.settings SET max_active_bookings = $1 WHERE max_active_bookings <> $1",
+    )
+    .bind(i32::try_from(max_active_bookings).context("BOOKING_MAX_ACTIVE_BOOKINGS")?)
+    .execute(&mut *conn)
+    .await
+    .context("cannot write booking.settings")?;
+    Ok(())
 }
 
 /// Create (or update the password of) the non-privileged login role the

@@ -50,15 +50,21 @@ impl Db {
         &self.pool
     }
 
-    /// Begin a transaction scoped to `who`: `role` and `request.jwt.claims` set
-    /// with `set_config(..., true)`, i.e. for this transaction only.
+    /// Begin a transaction scoped to `who`: `role` and the claims set with
+    /// `set_config(..., true)`, i.e. for this transaction only. The claims are
+    /// set both ways PostgREST has ever set them — `request.jwt.claims` (one
+    /// JSON document) and `request.jwt.claim.sub` / `.role` — so that either
+    /// definition of `auth.uid()` a Supabase database may carry sees the
+    /// caller. Still one statement, one round trip.
     pub async fn begin(&self, who: &Identity) -> Result<Scoped, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+                    set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true)",
         )
         .bind(who.db_role())
         .bind(who.claims_json())
+        .bind(who.user_id.to_string())
         .execute(&mut *tx)
         .await?;
         Ok(Scoped { tx })
@@ -87,8 +93,21 @@ impl Scoped {
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
+    /// Commit. A database error (a serialization failure found at commit,
+    /// say) means nothing was committed and passes through as it is, to be
+    /// retried or mapped. A lost connection does not say whether the commit
+    /// happened: that is a 503 which is never retried here (a client's retry
+    /// with its Idempotency-Key is safe; ours could double-apply).
+    pub async fn commit(self) -> Result<(), crate::error::ApiError> {
+        match self.tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(e @ sqlx::Error::Database(_)) => Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "the connection failed during COMMIT: outcome unknown");
+                metrics::counter!("booking_db_commit_unknown_total").increment(1);
+                Err(crate::error::ApiError::Unavailable { retry_after: 1 })
+            }
+        }
     }
 }
 

@@ -124,29 +124,19 @@ pub async fn update(
     .await
 }
 
-/// Before lowering capacity: block booking writes until this transaction
-/// ends (SHARE conflicts with the ROW EXCLUSIVE lock every INSERT/UPDATE
-/// takes), then ask whether a confirmed booking that has not ended holds a
-/// seat beyond `capacity`. Writers that come after see the new capacity, and
-/// the bookings trigger refuses a seat beyond it.
+/// Before lowering capacity, in the updating transaction: whether a booking
+/// that has not ended holds a seat beyond `capacity` (writes to bookings wait
+/// until this transaction ends; see `booking.seats_in_use_beyond`).
 pub async fn seats_in_use_beyond(
     conn: &mut PgConnection,
     id: Uuid,
     capacity: i32,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    sqlx::query("LOCK TABLE booking.bookings IN SHARE MODE")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM booking.bookings WHERE resource_id = $1 AND status = 'confirmed' \
-           AND seat > $2 AND upper(period) > $3)",
-    )
-    .bind(id)
-    .bind(capacity)
-    .bind(now)
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar("SELECT booking.seats_in_use_beyond($1, $2)")
+        .bind(id)
+        .bind(capacity)
+        .fetch_one(conn)
+        .await
 }
 
 /// Whether a user with this id exists (for owner_id).
@@ -179,16 +169,14 @@ pub async fn availability(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     minutes: i32,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<Vec<Slot>> {
     sqlx::query_as(
-        "SELECT slot_start AS start, slot_end AS \"end\", remaining FROM booking.availability($1, $2, $3, $4, $5)",
+        "SELECT slot_start AS start, slot_end AS \"end\", remaining FROM booking.availability($1, $2, $3, $4)",
     )
     .bind(id)
     .bind(from)
     .bind(to)
     .bind(minutes)
-    .bind(now)
     .fetch_all(conn)
     .await
 }

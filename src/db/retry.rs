@@ -1,6 +1,10 @@
 //! Bounded, jittered retries of transient database failures: serialization
-//! failures (40001), deadlocks (40P01) and lock timeouts (55P03). After the
-//! last attempt the caller gets a 503 with `Retry-After`, never a 500.
+//! failures (40001), deadlocks (40P01), lock timeouts (55P03), and the
+//! connection and shutdown classes (08xxx, 57P01-57P03: the database
+//! restarting, a connection closed or refused). Each attempt is a whole
+//! transaction that did not commit (a failure *at* commit never comes here,
+//! see `Scoped::commit`), so retrying it is safe. After the last attempt the
+//! caller gets a 503 with `Retry-After`, never a 500.
 
 use crate::error::ApiError;
 use rand::Rng;
@@ -9,15 +13,20 @@ use std::time::Duration;
 
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// The SQLSTATE of a transient failure, if `e` is one.
+/// The SQLSTATE (or kind) of a transient failure, if `e` is one.
 pub fn is_transient(e: &ApiError) -> Option<&'static str> {
     match e {
         ApiError::Database(sqlx::Error::Database(d)) => match d.code().as_deref() {
             Some("40001") => Some("40001"),
             Some("40P01") => Some("40P01"),
             Some("55P03") => Some("55P03"),
+            Some("57P01") => Some("57P01"),
+            Some("57P02") => Some("57P02"),
+            Some("57P03") => Some("57P03"),
+            Some(c) if c.starts_with("08") => Some("08"),
             _ => None,
         },
+        ApiError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => Some("connection"),
         _ => None,
     }
 }

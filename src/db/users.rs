@@ -10,7 +10,9 @@ use crate::domain::Phone;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
-    pub phone: String,
+    /// E.164. Null for a user who signed in elsewhere (a Supabase project)
+    /// without a phone.
+    pub phone: Option<String>,
     pub display_name: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -38,6 +40,16 @@ pub async fn get_or_create(
         .await?
         .ok_or(sqlx::Error::RowNotFound)?;
     Ok((existing, false))
+}
+
+/// The caller's own user, created from their verified claims if this is their
+/// first act here (a user who signed in through another issuer, such as a
+/// Supabase project's Auth: their id is the token's `sub`). See `booking.me()`.
+pub async fn me(conn: &mut PgConnection) -> sqlx::Result<Option<User>> {
+    let v: Option<sqlx::types::Json<User>> = sqlx::query_scalar("SELECT booking.me()")
+        .fetch_one(conn)
+        .await?;
+    Ok(v.map(|j| j.0))
 }
 
 pub async fn by_phone(conn: &mut PgConnection, phone: &Phone) -> sqlx::Result<Option<User>> {

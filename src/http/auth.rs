@@ -282,7 +282,7 @@ fn tokens(st: &AppState, issued: Issued) -> ApiResult<TokenResponse> {
     let access_token = st.keys.mint(
         issued.user.id,
         Role::Authenticated,
-        Some(&issued.user.phone),
+        issued.user.phone.as_deref(),
         Some(issued.session_id),
         ttl,
     )?;

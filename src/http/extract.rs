@@ -1,7 +1,7 @@
 //! Extractors that fail the way the contract says: as problem+json with a
 //! stable code, never axum's plain-text rejections.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -12,44 +12,141 @@ use super::AppState;
 use crate::auth::Identity;
 use crate::error::{ApiError, FieldError};
 
-/// A JSON body: unknown fields and malformed JSON are 400, a wrong type or a
-/// missing field is 422 naming the field, too large is 413.
+/// A JSON body, the one extractor every route uses: the body must be a JSON
+/// object (an array, a string, a number or `null` is 400 — serde would
+/// otherwise read an array positionally into a struct), unknown fields and
+/// malformed JSON are 400, a wrong type or a missing field is 422 naming the
+/// field, too large is 413. Messages name the field and what is wrong with it
+/// in the contract's words, never a Rust type.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::BadRequest(
+                "expected a JSON body with Content-Type: application/json".into(),
+            ));
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge)
+            }
+            Err(_) => return Err(ApiError::BadRequest("cannot read the request body".into())),
+        };
+        parse_body(&bytes).map(Json)
     }
 }
 
-fn json_rejection(r: JsonRejection) -> ApiError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::PayloadTooLarge;
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parse a request body: a JSON object, then the typed value.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "the body must be a JSON object, not {}",
+            json_kind(&value)
+        )));
     }
-    match r {
-        JsonRejection::JsonDataError(e) => {
-            // "field: message at line.." from serde_path_to_error
-            let text = std::error::Error::source(&e)
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| e.body_text());
-            if text.contains("unknown field") {
-                return ApiError::BadRequest(format!("invalid JSON body: {text}"));
-            }
-            let (field, message) = match text.split_once(": ") {
-                Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
-                _ => (field_from_message(&text), text.clone()),
-            };
-            ApiError::Validation(vec![FieldError::new(field, message)])
-        }
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::BadRequest("expected a JSON body with Content-Type: application/json".into())
-        }
-        other => ApiError::BadRequest(format!("invalid JSON body: {}", other.body_text())),
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        body_error(&path, &e.inner().to_string())
+    })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// One field's problem, from serde's message, in plain words.
+fn body_error(path: &str, inner: &str) -> ApiError {
+    let quoted = inner.split('`').nth(1).unwrap_or("");
+    if inner.starts_with("unknown field") {
+        let field = if path == "." || path.is_empty() {
+            quoted.to_string()
+        } else {
+            format!("{path}.{quoted}")
+                .trim_start_matches("..")
+                .to_string()
+        };
+        return ApiError::BadRequest(format!("unknown field `{field}`"));
+    }
+    if inner.starts_with("missing field") {
+        let field = if path == "." || path.is_empty() {
+            quoted.to_string()
+        } else {
+            format!("{path}.{quoted}")
+        };
+        return ApiError::validation(field, "is required");
+    }
+    let field = if path == "." || path.is_empty() {
+        "body".to_string()
+    } else {
+        path.to_string()
+    };
+    let message = match inner.rsplit_once("expected ") {
+        Some((_, expected)) => format!("must be {}", plain_expected(expected)),
+        None if inner.contains("UUID") => "must be a UUID".to_string(),
+        None => "has a value that is not allowed here".to_string(),
+    };
+    ApiError::validation(field, message)
+}
+
+/// serde's "expected ..." in the contract's words.
+fn plain_expected(expected: &str) -> &'static str {
+    let e = expected.trim().trim_end_matches('.');
+    if e.contains("UUID") || e.contains("uuid") {
+        "a UUID"
+    } else if e.contains("string") || e.contains("char") {
+        "a string"
+    } else if e.contains("bool") {
+        "true or false"
+    } else if [
+        "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "integer",
+    ]
+    .iter()
+    .any(|t| e.contains(t))
+    {
+        "a whole number"
+    } else if e.contains("f32") || e.contains("f64") || e.contains("number") {
+        "a number"
+    } else if e.contains("sequence") || e.contains("array") || e.contains("tuple") {
+        "a list"
+    } else if e.contains("map") || e.contains("struct") || e.contains("object") {
+        "an object"
+    } else {
+        "a value of the documented type"
     }
 }
 

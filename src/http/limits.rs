@@ -1,6 +1,8 @@
-//! Request rate limits on writes: `POST`, `PUT`, `PATCH` and `DELETE` under
-//! `/v1/` (except `/v1/auth/*`, which has its own per-IP limit counted in the
-//! database, see `auth_limit.rs`), per client IP and per signed-in user.
+//! What one caller may cost: requests in progress (per instance and per user,
+//! always on) and request rates on writes (`POST`, `PUT`, `PATCH`, `DELETE`)
+//! and reads (`GET`) under `/v1/` (except `/v1/auth/*`, which has its own
+//! per-IP limit counted in the database, see `auth_limit.rs`), per client IP
+//! and per signed-in user, each with its own allowance.
 //!
 //! Token buckets kept in this process: a key may spend its whole minute's
 //! allowance at once (the burst) and then one request every `60 / rate`
@@ -230,24 +232,84 @@ impl Limiter {
     }
 }
 
-/// The middleware's state: the app (configuration, token keys) and the
-/// buckets of this server instance.
-#[derive(Clone)]
-pub struct WriteLimits {
-    state: AppState,
-    limiter: Arc<Mutex<Limiter>>,
+/// Requests in progress: all of them under `/v1/`, and per user. Counted in
+/// this process; a guard gives its place back when the request is answered.
+#[derive(Debug, Default)]
+struct InFlight {
+    total: usize,
+    per_user: HashMap<Uuid, usize>,
 }
 
-impl WriteLimits {
-    pub fn new(state: AppState) -> Self {
-        let limiter = Limiter::new(
-            state.config.write_rate_per_minute_ip,
-            state.config.write_rate_per_minute,
-        );
-        WriteLimits {
-            state,
-            limiter: Arc::new(Mutex::new(limiter)),
+/// A place taken in [`InFlight`], given back on drop.
+struct InFlightGuard {
+    table: Arc<Mutex<InFlight>>,
+    user: Option<Uuid>,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.total = t.total.saturating_sub(1);
+        if let Some(u) = self.user {
+            if let Some(n) = t.per_user.get_mut(&u) {
+                *n -= 1;
+                if *n == 0 {
+                    t.per_user.remove(&u);
+                }
+            }
         }
+    }
+}
+
+/// Why a request was not admitted.
+enum Refusal {
+    /// Too many requests in progress on this instance: 503.
+    Busy,
+    /// This user already has as many requests in progress as allowed: 429.
+    UserInFlight,
+}
+
+/// The middleware's state: the app (configuration, token keys), the buckets
+/// of this server instance (writes and reads apart) and what is in flight.
+#[derive(Clone)]
+pub struct Limits {
+    state: AppState,
+    writes: Arc<Mutex<Limiter>>,
+    reads: Arc<Mutex<Limiter>>,
+    in_flight: Arc<Mutex<InFlight>>,
+}
+
+impl Limits {
+    pub fn new(state: AppState) -> Self {
+        let c = &state.config;
+        let writes = Limiter::new(c.write_rate_per_minute_ip, c.write_rate_per_minute);
+        let reads = Limiter::new(c.read_rate_per_minute_ip, c.read_rate_per_minute);
+        Limits {
+            state,
+            writes: Arc::new(Mutex::new(writes)),
+            reads: Arc::new(Mutex::new(reads)),
+            in_flight: Arc::new(Mutex::new(InFlight::default())),
+        }
+    }
+
+    fn enter(&self, user: Option<Uuid>) -> Result<InFlightGuard, Refusal> {
+        let c = &self.state.config;
+        let mut t = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if t.total >= c.max_in_flight as usize {
+            return Err(Refusal::Busy);
+        }
+        if let Some(u) = user {
+            let n = t.per_user.entry(u).or_default();
+            if *n >= c.max_in_flight_per_user as usize {
+                return Err(Refusal::UserInFlight);
+            }
+            *n += 1;
+        }
+        t.total += 1;
+        Ok(InFlightGuard {
+            table: self.in_flight.clone(),
+            user,
+        })
     }
 }
 
@@ -268,22 +330,61 @@ fn bearer(req: &Request) -> Option<&str> {
     }
 }
 
-/// The layer: 429 + `Retry-After` past either limit.
-pub async fn write_limit(State(l): State<WriteLimits>, req: Request, next: Next) -> Response {
-    if !l.state.config.rate_limits || !is_limited_write(req.method(), req.uri().path()) {
+/// The layer, in front of every `/v1/` route:
+/// 1. at most `BOOKING_MAX_IN_FLIGHT` requests in progress on this instance
+///    (else 503 + `Retry-After` at once, before the pool's queue times out);
+/// 2. at most `BOOKING_MAX_IN_FLIGHT_PER_USER` of one user's (else 429), so
+///    one caller's slow or expensive requests cannot hold every connection;
+/// 3. with `BOOKING_RATE_LIMITS=on`, the write and read rates per user and
+///    per address (429 + `Retry-After`).
+///
+/// The service role is administration and is only subject to the first.
+pub async fn admit(State(l): State<Limits>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with("/v1/") {
         return next.run(req).await;
     }
     let who = bearer(&req).and_then(|t| l.state.keys.verify(t).ok());
-    if who.as_ref().is_some_and(|w| w.is_service()) {
+    let service = who.as_ref().is_some_and(|w| w.is_service());
+    let user = who.filter(|w| !w.is_service()).map(|w| w.user_id);
+    let _guard = match l.enter(user) {
+        Ok(g) => g,
+        Err(Refusal::Busy) => {
+            metrics::counter!("load_shed_total", "reason" => "in_flight").increment(1);
+            return problem_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is at its limit of requests in progress; retry shortly".into(),
+                None,
+                Some(1),
+            );
+        }
+        Err(Refusal::UserInFlight) => {
+            metrics::counter!("rate_limited_total", "scope" => "user_in_flight").increment(1);
+            return problem_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "you already have {} requests in progress; wait for one to finish",
+                    l.state.config.max_in_flight_per_user
+                ),
+                None,
+                Some(1),
+            );
+        }
+    };
+    let write = is_limited_write(req.method(), path);
+    let read = req.method() == Method::GET || req.method() == Method::HEAD;
+    if !l.state.config.rate_limits || service || !(write || read) || path.starts_with("/v1/auth/") {
         return next.run(req).await;
     }
-    let user = who.map(|w| w.user_id);
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| IpKey::from(c.0.ip()));
+    let table = if write { &l.writes } else { &l.reads };
     let verdict = {
-        let mut limiter = l.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        let mut limiter = table.lock().unwrap_or_else(|e| e.into_inner());
         limiter.check(ip, user, Instant::now())
     };
     match verdict {
@@ -294,7 +395,8 @@ pub async fn write_limit(State(l): State<WriteLimits>, req: Request, next: Next)
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "too many write requests from this {}; retry in {secs} s",
+                    "too many {} requests from this {}; retry in {secs} s",
+                    if write { "write" } else { "read" },
                     match scope {
                         Scope::Ip => "address",
                         Scope::User => "user",

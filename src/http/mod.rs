@@ -102,7 +102,7 @@ async fn not_found() -> crate::error::ApiError {
 }
 
 pub fn router(state: AppState) -> Router {
-    let write_limits = limits::WriteLimits::new(state.clone());
+    let limits = limits::Limits::new(state.clone());
     let api = Router::new()
         .route("/v1/bookings", post(bookings::create).get(bookings::list))
         .route(
@@ -139,10 +139,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .with_state(state);
     api.layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            write_limits,
-            limits::write_limit,
-        ))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::admit))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(middleware::pipeline))
 }

@@ -33,7 +33,7 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
         let v: i32 = sqlx::query_scalar("SELECT booking.schema_version()")
             .fetch_one(tx.conn())
             .await?;
-        tx.commit().await?;
+        drop(tx); // read-only: rolled back
         Ok::<i32, sqlx::Error>(v)
     };
     match tokio::time::timeout(Duration::from_secs(2), check).await {

@@ -159,12 +159,18 @@ pub async fn get(
     Ok(axum::Json(r))
 }
 
+/// The most grid starts one availability answer may examine: a 31-day month
+/// on a 15-minute grid is 2976. Bounds the cost of one call (each start is
+/// checked against the resource's rules) and the size of the answer.
+pub const MAX_SLOT_STARTS: i64 = 3000;
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AvailabilityQuery {
     /// Start of the range (RFC 3339).
     pub from: Option<String>,
-    /// End of the range (RFC 3339), at most 31 days after `from`.
+    /// End of the range (RFC 3339), at most 31 days after `from`, and at most
+    /// 3000 starts of the resource's slot grid (else 422).
     pub to: Option<String>,
     /// Length of the wanted booking; default the resource's minimum.
     pub duration_minutes: Option<String>,
@@ -242,7 +248,17 @@ pub async fn availability(
         .filter(|r| r.active)
         .ok_or(ApiError::NotFound)?;
     let minutes = duration.unwrap_or(r.min_duration_minutes);
-    let slots = resources::availability(tx.conn(), id, from, to, minutes, st.clock.now()).await?;
+    let starts = (to - from).num_seconds() / 60 / i64::from(r.slot_minutes.max(1));
+    if starts > MAX_SLOT_STARTS {
+        return Err(ApiError::validation(
+            "to",
+            format!(
+                "at most {MAX_SLOT_STARTS} slot starts per request ({starts} on this resource's {}-minute grid); narrow the range",
+                r.slot_minutes
+            ),
+        ));
+    }
+    let slots = resources::availability(tx.conn(), id, from, to, minutes).await?;
     tx.commit().await?;
     Ok(axum::Json(Availability {
         resource_id: r.id,
@@ -315,7 +331,7 @@ pub async fn update(
     })?;
     let fields = validate(tx.conn(), &input).await?;
     if fields.capacity < current.capacity
-        && resources::seats_in_use_beyond(tx.conn(), id, fields.capacity, st.clock.now()).await?
+        && resources::seats_in_use_beyond(tx.conn(), id, fields.capacity).await?
     {
         return Err(ApiError::Conflict(format!(
             "capacity cannot be lowered to {}: bookings that have not ended hold more seats than that",

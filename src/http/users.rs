@@ -35,9 +35,7 @@ pub async fn me(
     UserAuth(who): UserAuth,
 ) -> ApiResult<axum::Json<User>> {
     let mut tx = st.db.begin(&who).await?;
-    let u = users::by_id(tx.conn(), who.user_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let u = users::me(tx.conn()).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     Ok(axum::Json(u))
 }
@@ -64,8 +62,9 @@ pub async fn update_me(
     Json(body): Json<UpdateMe>,
 ) -> ApiResult<axum::Json<User>> {
     let mut tx = st.db.begin(&who).await?;
+    let me = users::me(tx.conn()).await?;
     let u = match body.display_name {
-        None => users::by_id(tx.conn(), who.user_id).await?,
+        None => me,
         Some(name) => {
             let name = check_display_name(name.as_deref())?;
             users::set_display_name(tx.conn(), who.user_id, name.as_deref()).await?

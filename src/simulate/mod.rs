@@ -78,6 +78,9 @@ pub struct Observed {
     pub latencies: Vec<Duration>,
     /// Requests that got no HTTP answer at all (after retries).
     pub transport_errors: u64,
+    /// 503 answers that carried `Retry-After` (the database was down or the
+    /// server shed load): honest answers, reported apart from errors.
+    pub unavailable: u64,
     pub acks: HashMap<Uuid, Ack>,
 }
 
@@ -102,6 +105,16 @@ impl Run {
             Some(s) => *o.statuses.entry(s).or_default() += 1,
             None => o.transport_errors += 1,
         }
+        o.latencies.push(latency);
+        drop(o);
+        self.progress.inc(1);
+    }
+
+    /// A 503 with `Retry-After`: the server said honestly that it cannot
+    /// answer now (nothing was written).
+    pub fn record_unavailable(&self, latency: Duration) {
+        let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        o.unavailable += 1;
         o.latencies.push(latency);
         drop(o);
         self.progress.inc(1);

@@ -30,7 +30,7 @@ pub fn print(
         .filter(|(s, _)| **s >= 500)
         .map(|(_, n)| n)
         .sum();
-    let attempts: u64 = o.statuses.values().sum::<u64>() + o.transport_errors;
+    let attempts: u64 = o.statuses.values().sum::<u64>() + o.transport_errors + o.unavailable;
     let other: u64 = attempts
         - count(200)
         - count(201)
@@ -38,7 +38,8 @@ pub fn print(
         - count(422)
         - count(429)
         - fivexx
-        - o.transport_errors;
+        - o.transport_errors
+        - o.unavailable;
     println!(
         "scenario   {:?} ({} users, targets: {})",
         args.scenario,
@@ -51,12 +52,13 @@ pub fn print(
         attempts as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     println!(
-        "answers    201: {}  200: {}  409: {}  422: {}  429: {}  5xx: {}  other: {}  no answer: {}",
+        "answers    201: {}  200: {}  409: {}  422: {}  429: {}  503+Retry-After: {}  other 5xx: {}  other: {}  no answer: {}",
         count(201),
         count(200),
         count(409),
         count(422),
         count(429),
+        o.unavailable,
         fivexx,
         other,
         o.transport_errors

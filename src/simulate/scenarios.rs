@@ -62,8 +62,13 @@ async fn create(
         Err(_) => run.record(None, t.elapsed()),
         Ok(r) => {
             let status = r.status().as_u16();
+            let shed = status == 503 && r.headers().contains_key("retry-after");
             let v: Value = r.json().await.unwrap_or(Value::Null);
-            run.record(Some(status), t.elapsed());
+            if shed {
+                run.record_unavailable(t.elapsed());
+            } else {
+                run.record(Some(status), t.elapsed());
+            }
             if status == 201 {
                 if let Some((id, s, e)) = parse_booking(&v) {
                     run.ack(

@@ -14,7 +14,7 @@ use uuid::Uuid;
 #[tokio::test]
 async fn availability_validates_its_query() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let u = app.user("+14155550700").await;
     let room = app.room().await;
     let from = "2027-06-03T00:00:00Z".to_string();
@@ -102,7 +102,7 @@ async fn availability_validates_its_query() {
 #[tokio::test]
 async fn availability_of_an_unknown_or_inactive_resource_is_404() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let u = app.user("+14155550701").await;
     let q = [
         ("from", "2027-06-03T00:00:00Z".to_string()),
@@ -142,7 +142,7 @@ async fn availability_of_an_unknown_or_inactive_resource_is_404() {
 #[tokio::test]
 async fn availability_never_reveals_who_booked() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let users = app.users(3).await;
     let viewer = app.user("+14155550703").await;
     let room = resource_id(
@@ -315,7 +315,7 @@ async fn every_offered_slot_can_be_booked_and_every_other_grid_start_is_refused(
 
     for iteration in 0..12 {
         let clock = t(CLOCKS[rng.gen_range(0..CLOCKS.len())]);
-        app.state.clock.set(clock);
+        app.set_clock(clock).await;
         let tz = ZONES[rng.gen_range(0..ZONES.len())];
         let slot: i64 = [15, 30, 60][rng.gen_range(0..3)];
         let min_d = slot * rng.gen_range(1..=2);

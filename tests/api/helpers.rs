@@ -199,6 +199,8 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
     m.insert("BOOKING_OTP_DELIVERY".into(), "echo".into());
     m.insert("BOOKING_RATE_LIMITS".into(), "off".into());
     m.insert("BOOKING_DB_POOL_SIZE".into(), "10".into());
+    // tests fire many requests of one user at once; the flood tests set it low
+    m.insert("BOOKING_MAX_IN_FLIGHT_PER_USER".into(), "1000".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }
@@ -235,6 +237,19 @@ impl TestApp {
     async fn serve_on(db_name: &str, extra: &[(&str, &str)]) -> TestApp {
         let srv = server();
         let config = test_config(extra);
+        if extra
+            .iter()
+            .any(|(k, _)| *k == "BOOKING_MAX_ACTIVE_BOOKINGS")
+        {
+            // as `booking serve` does at start, as the schema owner
+            let mut c = PgConnection::connect_with(&srv.admin.clone().database(db_name))
+                .await
+                .expect("admin");
+            migrate::apply_settings(&mut c, config.max_active_bookings)
+                .await
+                .expect("settings");
+            c.close().await.expect("close");
+        }
         let app = Application::build(
             &config,
             srv.login.clone().database(db_name),
@@ -274,6 +289,20 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.addr, path)
+    }
+
+    /// Move both clocks, the server's and the database's (the one every
+    /// booking rule is judged against): `now()` becomes `to` and keeps ticking.
+    /// Only the schema owner can move the database's clock.
+    pub async fn set_clock(&self, to: chrono::DateTime<chrono::Utc>) {
+        self.state.clock.set(to);
+        let mut c = self.admin_conn().await;
+        sqlx::query("UPDATE booking.settings SET clock_offset = $1::timestamptz - now()")
+            .bind(to)
+            .execute(&mut c)
+            .await
+            .expect("set the database clock");
+        c.close().await.expect("close");
     }
 
     /// The superuser, on this test's database (bypasses RLS: for checks only).

@@ -517,7 +517,7 @@ async fn the_active_bookings_cap_refuses_one_more_until_one_is_cancelled_or_over
 
     // bookings that have ended do not count
     let later = chrono::Utc::now() + chrono::Duration::days(3);
-    app.state.clock.set(later);
+    app.set_clock(later).await;
     let r = app.book(&user, &room, &at(5, 9, 0), &at(5, 10, 0)).await;
     assert_eq!(r.status(), 201);
 }

@@ -25,8 +25,8 @@ pub fn z(t: DateTime<Utc>) -> String {
 /// Pin the server's clock. Pinned instants sit 7.5 minutes off every
 /// 15-minute instant, so the clock (which keeps ticking) crosses no grid
 /// boundary while a test runs.
-pub fn pin(app: &TestApp, now: &str) {
-    app.state.clock.set(t(now));
+pub async fn pin(app: &TestApp, now: &str) {
+    app.set_clock(t(now)).await;
 }
 
 /// Create a resource and return its id.
@@ -142,7 +142,7 @@ fn path_of(b: &Value) -> String {
 #[tokio::test]
 async fn berlin_spring_forward_sunday_offers_two_hours_between_01_and_04() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-03-20T10:07:30Z");
+    pin(&app, "2027-03-20T10:07:30Z").await;
     let u = app.user("+14155550600").await;
     let room = resource_id(
         &app,
@@ -199,7 +199,7 @@ async fn nine_to_five_is_eight_hours_on_a_normal_day_and_on_both_dst_sundays() {
         json!({"timezone": "Europe/Berlin", "slot_minutes": 60, "opening_hours": days}),
     )
     .await;
-    pin(&app, "2027-03-20T10:07:30Z");
+    pin(&app, "2027-03-20T10:07:30Z").await;
     // a normal Wednesday in winter: 09:00 CET = 08:00Z
     let normal = starts(
         &app,
@@ -236,7 +236,7 @@ async fn nine_to_five_is_eight_hours_on_a_normal_day_and_on_both_dst_sundays() {
     .await;
     assert_eq!(whole, ["2027-03-28T07:00:00Z"]);
     // the fall-back Sunday: 09:00 CET = 08:00Z, still 8 hours
-    pin(&app, "2027-10-20T10:07:30Z");
+    pin(&app, "2027-10-20T10:07:30Z").await;
     let fall = starts(
         &app,
         &u.token,
@@ -263,7 +263,7 @@ async fn nine_to_five_is_eight_hours_on_a_normal_day_and_on_both_dst_sundays() {
 #[tokio::test]
 async fn berlin_fall_back_sunday_window_from_01_to_04_is_four_hours() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-10-20T10:07:30Z");
+    pin(&app, "2027-10-20T10:07:30Z").await;
     let u = app.user("+14155550603").await;
     let room = resource_id(
         &app,
@@ -309,7 +309,7 @@ async fn new_york_dst_sundays_in_both_directions_have_their_true_length() {
     )
     .await;
     // spring forward 2027-03-14: 01:00 EST = 06:00Z, 03:00 EDT = 07:00Z, 04:00 EDT = 08:00Z
-    pin(&app, "2027-03-01T10:07:30Z");
+    pin(&app, "2027-03-01T10:07:30Z").await;
     assert_eq!(
         starts(
             &app,
@@ -332,7 +332,7 @@ async fn new_york_dst_sundays_in_both_directions_have_their_true_length() {
     )
     .await;
     // fall back 2027-11-07: 01:00 EDT = 05:00Z ... 04:00 EST = 09:00Z
-    pin(&app, "2027-10-25T10:07:30Z");
+    pin(&app, "2027-10-25T10:07:30Z").await;
     assert_eq!(
         starts(
             &app,
@@ -389,7 +389,7 @@ fn berlin_spring_local_minute(t: DateTime<Utc>) -> i64 {
 #[tokio::test]
 async fn a_skipped_local_time_is_never_offered_and_window_edges_inside_the_jump_close_at_it() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-03-20T10:07:30Z");
+    pin(&app, "2027-03-20T10:07:30Z").await;
     let u = app.user("+14155550605").await;
     let always = resource_id(
         &app,
@@ -475,7 +475,7 @@ async fn a_skipped_local_time_is_never_offered_and_window_edges_inside_the_jump_
 #[tokio::test]
 async fn a_window_opening_at_a_repeated_local_time_opens_at_its_first_occurrence() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-10-20T10:07:30Z");
+    pin(&app, "2027-10-20T10:07:30Z").await;
     let u = app.user("+14155550606").await;
     let room = resource_id(
         &app,
@@ -518,7 +518,7 @@ async fn a_window_opening_at_a_repeated_local_time_opens_at_its_first_occurrence
 #[tokio::test]
 async fn off_grid_times_and_durations_out_of_bounds_are_422_on_the_right_field() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let u = app.user("+14155550610").await;
     let room = resource_id(
         &app,
@@ -616,7 +616,7 @@ async fn off_grid_times_and_durations_out_of_bounds_are_422_on_the_right_field()
 #[tokio::test]
 async fn the_grid_counts_from_local_midnight_in_kolkata() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let u = app.user("+14155550611").await;
     let room = resource_id(
         &app,
@@ -670,7 +670,7 @@ async fn the_grid_counts_from_local_midnight_in_kolkata() {
 #[tokio::test]
 async fn notice_and_advance_windows_follow_the_servers_clock() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-05-10T08:07:30Z");
+    pin(&app, "2027-05-10T08:07:30Z").await;
     let (a, b) = (
         app.user("+14155550612").await,
         app.user("+14155550613").await,
@@ -780,7 +780,7 @@ async fn notice_and_advance_windows_follow_the_servers_clock() {
     assert_eq!(now["start"], "2027-05-10T10:15:00Z");
     assert_eq!(now["version"], 1);
     // a day later the far edge has moved by a day, and the near slot is past
-    pin(&app, "2027-05-11T08:07:30Z");
+    pin(&app, "2027-05-11T08:07:30Z").await;
     booked(
         &app,
         &b,
@@ -807,7 +807,7 @@ async fn notice_and_advance_windows_follow_the_servers_clock() {
 #[tokio::test]
 async fn opening_hours_are_enforced_on_create_and_reschedule() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-05-10T06:07:30Z");
+    pin(&app, "2027-05-10T06:07:30Z").await;
     let u = app.user("+14155550620").await;
     let room = resource_id(
         &app,
@@ -918,7 +918,7 @@ async fn opening_hours_are_enforced_on_create_and_reschedule() {
 async fn buffers_keep_bookings_apart_under_concurrent_creates() {
     use rand::{Rng, SeedableRng};
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let users = app.users(40).await;
     let room = resource_id(
         &app,
@@ -1015,7 +1015,7 @@ async fn buffers_keep_bookings_apart_under_concurrent_creates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_three_gives_exactly_three_seats_to_thirty_concurrent_users() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let users = app.users(31).await;
     let room = resource_id(&app, json!({"capacity": 3, "slot_minutes": 60})).await;
     let (s, e) = ("2027-06-03T09:00:00Z", "2027-06-03T10:00:00Z");
@@ -1113,7 +1113,7 @@ async fn capacity_three_gives_exactly_three_seats_to_thirty_concurrent_users() {
 #[tokio::test]
 async fn capacity_cannot_be_lowered_below_the_seats_booked() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let users = app.users(3).await;
     let room = resource_id(&app, json!({"capacity": 3, "slot_minutes": 60})).await;
     for u in &users {
@@ -1148,7 +1148,7 @@ async fn capacity_cannot_be_lowered_below_the_seats_booked() {
     let (status, body) = outcome(app.patch(&admin, &rpath, json!({"capacity": 3})).await).await;
     assert_eq!(status, 200, "{body}");
     // once those bookings have ended, the seats are free
-    pin(&app, "2027-06-03T10:07:30Z");
+    pin(&app, "2027-06-03T10:07:30Z").await;
     let (status, body) = outcome(app.patch(&admin, &rpath, json!({"capacity": 1})).await).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["capacity"], 1);
@@ -1179,7 +1179,7 @@ async fn capacity_cannot_be_lowered_below_the_seats_booked() {
 #[tokio::test]
 async fn a_seat_removed_by_lowering_capacity_does_not_hide_a_free_one() {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let users = app.users(3).await;
     let room = resource_id(&app, json!({"capacity": 2, "buffer_minutes": 30})).await;
     let (s, e) = ("2027-06-03T09:00:00Z", "2027-06-03T10:00:00Z");
@@ -1192,7 +1192,7 @@ async fn a_seat_removed_by_lowering_capacity_does_not_hide_a_free_one() {
         200
     );
     // both have ended; seat 2's booking is still in its buffer until 10:30
-    pin(&app, "2027-06-03T10:07:30Z");
+    pin(&app, "2027-06-03T10:07:30Z").await;
     let (status, body) = outcome(
         app.patch(
             &app.service_token(),
@@ -1246,7 +1246,7 @@ struct Staffed {
 
 async fn staffed() -> Staffed {
     let app = TestApp::spawn().await;
-    pin(&app, "2027-06-01T06:07:30Z");
+    pin(&app, "2027-06-01T06:07:30Z").await;
     let a = app.user("+14155550630").await;
     let b = app.user("+14155550631").await;
     let owner1 = app.user("+14155550632").await;
@@ -1466,13 +1466,20 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
         .await
         .expect("events");
     assert_eq!(events, 0);
-    let changed = sqlx::query("UPDATE booking.bookings SET status = 'cancelled' WHERE id = $1")
+    let err = sqlx::query("UPDATE booking.bookings SET status = 'cancelled' WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await
-        .expect("update")
-        .rows_affected();
-    assert_eq!(changed, 0);
+        .expect_err("direct writes are refused");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    tx.rollback().await.expect("rollback");
+    let mut tx = scoped(&mut conn, owner2.id).await;
+    let out: Value = sqlx::query_scalar("SELECT booking.cancel_booking($1)")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("cancel fn");
+    assert_eq!(out["outcome"], "not_found");
     tx.rollback().await.expect("rollback");
 
     // owner of R1: sees the row and its history
@@ -1490,7 +1497,7 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
             .await
             .expect("events");
     assert_eq!(events, 1);
-    // moving it is refused
+    // moving it directly is refused
     let err = sqlx::query(
         "UPDATE booking.bookings SET period = tstzrange(lower(period) + interval '1 hour', upper(period) + interval '1 hour') \
          WHERE id = $1",
@@ -1499,24 +1506,12 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
     .execute(&mut *tx)
     .await
     .expect_err("staff moves a booking");
-    assert!(err.to_string().contains("row-level security"), "{err}");
-    tx.rollback().await.expect("rollback");
-    // moving it while cancelling is refused too
-    let mut tx = scoped(&mut conn, owner1.id).await;
-    let err = sqlx::query(
-        "UPDATE booking.bookings SET status = 'cancelled', \
-           period = tstzrange(lower(period) + interval '1 hour', upper(period) + interval '1 hour') WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .expect_err("staff moves while cancelling");
-    assert!(err.to_string().contains("cannot move"), "{err}");
+    assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
     // the move through the function is refused as well
     let mut tx = scoped(&mut conn, owner1.id).await;
     let out: Value = sqlx::query_scalar(
-        "SELECT booking.reschedule_booking($1, '2027-06-03T11:00:00Z', '2027-06-03T12:00:00Z', false, NULL, NULL, '2027-06-01T06:07:30Z')",
+        "SELECT booking.reschedule_booking($1, '2027-06-03T11:00:00Z', '2027-06-03T12:00:00Z')",
     )
     .bind(id)
     .fetch_one(&mut *tx)
@@ -1526,13 +1521,12 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
     tx.rollback().await.expect("rollback");
     // cancelling works
     let mut tx = scoped(&mut conn, owner1.id).await;
-    let changed = sqlx::query("UPDATE booking.bookings SET status = 'cancelled' WHERE id = $1")
+    let out: Value = sqlx::query_scalar("SELECT booking.cancel_booking($1)")
         .bind(id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
-        .expect("cancel")
-        .rows_affected();
-    assert_eq!(changed, 1);
+        .expect("cancel fn");
+    assert_eq!(out["outcome"], "updated");
     tx.commit().await.expect("commit");
     conn.close().await.expect("close");
 

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod attacks;
 mod auth_tokens;
 mod availability;
 mod bookings;

@@ -89,3 +89,116 @@ async fn a_changed_migration_is_an_error_not_a_silent_skip() {
     );
     drop_database(&name, conn).await;
 }
+
+/// A database as the first release left it, with bookings in it (made through
+/// that release's own functions), upgrades in place: the data is kept, every
+/// booking keeps the buffer it was made with, and the new rules hold at once.
+#[tokio::test]
+async fn a_database_of_the_first_release_upgrades_in_place_with_its_data() {
+    let (name, mut conn) = new_database().await;
+    assert_eq!(
+        migrate::run_up_to(&mut conn, 5).await.expect("release 1"),
+        5
+    );
+    let user: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO booking.users (phone) VALUES ('+14155550950') RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("user");
+    let room: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO booking.resources (name, timezone, min_duration_minutes, buffer_minutes) \
+         VALUES ('Room', 'UTC', 15, 30) RETURNING id",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("resource");
+    // as the first release's server did it: role + claims, its create_booking(…, p_at)
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+        .bind(serde_json::json!({"sub": user, "role": "authenticated"}).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("scope");
+    let out: serde_json::Value = sqlx::query_scalar(
+        "SELECT booking.create_booking($1, date_trunc('hour', now()) + interval '2 days', date_trunc('hour', now()) + interval '2 days 1 hour', 'old', now())",
+    )
+    .bind(room)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("old create");
+    // the first release's defect: a note-only reschedule stripped the buffer
+    let id = out["booking"]["id"].as_str().expect("id").to_string();
+    let _: serde_json::Value = sqlx::query_scalar(
+        "SELECT booking.reschedule_booking($1::uuid, lower(b.period), upper(b.period), true, 'n', NULL, now()) \
+         FROM booking.bookings b WHERE b.id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("old reschedule");
+    let second: serde_json::Value = sqlx::query_scalar(
+        "SELECT booking.create_booking($1, date_trunc('hour', now()) + interval '3 days', date_trunc('hour', now()) + interval '3 days 1 hour', NULL, now())",
+    )
+    .bind(room)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("old create");
+    tx.commit().await.expect("commit");
+    assert_eq!(out["outcome"], "created", "{out}");
+    assert_eq!(second["outcome"], "created", "{second}");
+    sqlx::query("UPDATE booking.resources SET buffer_minutes = 45 WHERE id = $1")
+        .bind(room)
+        .execute(&mut conn)
+        .await
+        .expect("later buffer change");
+
+    assert_eq!(migrate::run(&mut conn).await.expect("upgrade"), 1);
+    let rows: Vec<(String, i32, bool, i32)> = sqlx::query_as(
+        "SELECT coalesce(note, ''), buffer_minutes, \
+                blocked = tstzrange(lower(period), upper(period) + make_interval(mins => buffer_minutes), '[)'), version \
+         FROM booking.bookings ORDER BY lower(period)",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("rows");
+    // the stripped row keeps what it had (0: nothing is invented), the other its 30
+    assert_eq!(
+        rows,
+        vec![("n".into(), 0, true, 2), (String::new(), 30, true, 1)]
+    );
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.booking_events")
+        .fetch_one(&mut conn)
+        .await
+        .expect("events");
+    assert_eq!(events, 3, "history kept, nothing added by the upgrade");
+    // the new functions work on the old data, and a note change keeps the buffer
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+        .bind(serde_json::json!({"sub": user, "role": "authenticated"}).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("scope");
+    let id2 = second["booking"]["id"].as_str().expect("id").to_string();
+    let v: serde_json::Value = sqlx::query_scalar(
+        "SELECT booking.reschedule_booking($1::uuid, lower(b.period), upper(b.period), true, 'kept') \
+         FROM booking.bookings b WHERE b.id = $1::uuid",
+    )
+    .bind(&id2)
+    .fetch_one(&mut *tx)
+    .await
+    .expect("new reschedule");
+    assert_eq!(v["outcome"], "updated", "{v}");
+    tx.commit().await.expect("commit");
+    let buffer: i32 =
+        sqlx::query_scalar("SELECT buffer_minutes FROM booking.bookings WHERE id = $1::uuid")
+            .bind(&id2)
+            .fetch_one(&mut conn)
+            .await
+            .expect("buffer");
+    assert_eq!(
+        buffer, 30,
+        "a note change keeps the buffer the booking was made with"
+    );
+    drop_database(&name, conn).await;
+}

@@ -18,3 +18,4 @@ mod resources;
 mod rls;
 mod signin;
 mod simulate;
+mod supabase;

@@ -18,4 +18,5 @@ mod resources;
 mod rls;
 mod signin;
 mod simulate;
+mod strict;
 mod supabase;

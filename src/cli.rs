@@ -1,6 +1,8 @@
 //! The command line (see the contract): serve, migrate, token, simulate.
 
 use clap::{Parser, Subcommand};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::auth::Role;
 use crate::config::Config;
@@ -117,7 +119,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("BOOKING_OTP_DELIVERY=echo: sign-in codes are returned in API responses. For automated tests and demos ONLY");
     }
     tracing::info!(addr = %app.local_addr(), "listening");
-    let result = app.run_until(shutdown_signal()).await;
+    // The private cluster is part of this process: if its postmaster dies
+    // (killed, crashed), serving on would answer nothing but 503s forever.
+    // We stop and exit non-zero instead, so that a supervisor (systemd,
+    // Kubernetes, a shell loop) restarts us, and the restart brings the
+    // cluster back (PostgreSQL recovers its own files).
+    let postmaster = backend.cluster.as_ref().and_then(|c| c.postmaster_pid());
+    let died = Arc::new(AtomicBool::new(false));
+    let stop = {
+        let died = died.clone();
+        async move {
+            let watch = async {
+                match postmaster {
+                    None => std::future::pending::<()>().await,
+                    Some(pid) => loop {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        if crate::pg::process_gone(pid) {
+                            return;
+                        }
+                    },
+                }
+            };
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = watch => {
+                    tracing::error!(pid = postmaster, "the private PostgreSQL cluster stopped unexpectedly; exiting");
+                    died.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    let result = app.run_until(stop).await;
     backend.shutdown().await?;
+    if died.load(Ordering::SeqCst) {
+        anyhow::bail!(
+            "the private PostgreSQL cluster stopped unexpectedly; exiting non-zero so that a supervisor restarts booking (which restarts the cluster)"
+        );
+    }
     result
 }

@@ -31,6 +31,8 @@ pub const APP_DATABASE: &str = "booking";
 
 /// A running cluster: started by us (and stopped by us), or attached to.
 pub struct Cluster {
+    data_dir: PathBuf,
+    opts: StartOptions,
     pgdata: PathBuf,
     socket_dir: PathBuf,
     port: u16,
@@ -83,6 +85,8 @@ impl Cluster {
         if let Some((pid, port)) = running_postmaster(&pgdata) {
             tracing::info!(pid, "attaching to the running private PostgreSQL cluster");
             return Ok(Cluster {
+                data_dir,
+                opts,
                 pgdata,
                 socket_dir,
                 port,
@@ -138,6 +142,8 @@ impl Cluster {
         let pid = child.id();
         spawn_watchdog(pid, opts.ephemeral.then_some(data_dir.as_path()))?;
         let mut cluster = Cluster {
+            data_dir: data_dir.clone(),
+            opts,
             pgdata,
             socket_dir,
             port,
@@ -238,6 +244,28 @@ impl Cluster {
         Ok(())
     }
 
+    /// The postmaster's pid, from `postmaster.pid` (ours or the one we
+    /// attached to).
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.pgdata.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stop (fast), stay down for `down`, and start again on the same files:
+    /// what a restart of the database looks like to its servers (tests).
+    pub fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        self.stop()?;
+        std::thread::sleep(down);
+        let fresh = Cluster::open(&self.data_dir, self.opts)?;
+        drop(std::mem::replace(self, fresh));
+        Ok(())
+    }
+
     /// True when this process started the cluster (and so must stop it).
     pub fn is_owned(&self) -> bool {
         self.child.is_some()
@@ -269,6 +297,18 @@ impl Drop for Cluster {
         if let Err(e) = self.stop() {
             tracing::warn!(error = %e, "stopping the private cluster");
         }
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie: exited, not yet reaped).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last ')'
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
     }
 }
 

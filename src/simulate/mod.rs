@@ -159,22 +159,38 @@ impl Run {
     }
 }
 
-pub async fn run(args: SimulateArgs, mut config: Config) -> anyhow::Result<()> {
-    let backend = Backend::open(&config).await?;
-    let result = drive(&args, &mut config, &backend).await;
-    backend.shutdown().await?;
-    let ok = result?;
-    if !ok {
+pub async fn run(args: SimulateArgs, config: Config) -> anyhow::Result<()> {
+    let summary = run_summary(args, config).await?;
+    if !summary.ok {
         bail!("invariants violated or unexplained 5xx: see the report above");
     }
     Ok(())
+}
+
+/// What a run came to, for callers that look closer (tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Every invariant held, no 5xx but 503 + `Retry-After`, every request answered.
+    pub ok: bool,
+    /// 503 answers with `Retry-After`.
+    pub unavailable: u64,
+    /// Bookings acknowledged with 201.
+    pub acknowledged: usize,
+}
+
+/// Run and report, without failing on a broken invariant: the summary says.
+pub async fn run_summary(args: SimulateArgs, mut config: Config) -> anyhow::Result<Summary> {
+    let backend = Backend::open(&config).await?;
+    let result = drive(&args, &mut config, &backend).await;
+    backend.shutdown().await?;
+    result
 }
 
 async fn drive(
     args: &SimulateArgs,
     config: &mut Config,
     backend: &Backend,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Summary> {
     let mut local = None;
     let targets = if args.targets.is_empty() {
         config.addr = "127.0.0.1:0".parse()?;
@@ -243,7 +259,11 @@ async fn drive(
         let _ = task.await;
     }
     let ok = report::print(args, &targets, &observed, elapsed, &violations);
-    Ok(ok)
+    Ok(Summary {
+        ok,
+        unavailable: observed.unavailable,
+        acknowledged: observed.acks.len(),
+    })
 }
 
 async fn post_json(

@@ -8,6 +8,7 @@ mod availability;
 mod bookings;
 mod cluster;
 mod external;
+mod faults;
 mod idempotency;
 mod migrations;
 mod openapi;

@@ -9,6 +9,7 @@ mod bookings;
 mod cluster;
 mod external;
 mod faults;
+mod flood;
 mod idempotency;
 mod migrations;
 mod openapi;

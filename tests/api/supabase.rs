@@ -49,6 +49,8 @@ fn supa() -> &'static Supa {
         // stop it and remove it when this process ends, however it ends
         let me = std::process::id();
         let d = dir.display().to_string();
+        // the watchdog outlives this process by design: nobody waits for it
+        #[allow(clippy::zombie_processes)]
         std::process::Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -389,7 +391,7 @@ async fn user_flow(old_uid: bool) {
     ];
     for (label, set) in ways.iter().take(if old_uid { 1 } else { 2 }) {
         let mut tx = c.begin().await.expect("begin");
-        sqlx::query(*set)
+        sqlx::query(set)
             .bind(json!({"sub": bob, "role": "authenticated", "phone": ""}).to_string())
             .bind(bob.to_string())
             .execute(&mut *tx)

@@ -20,6 +20,21 @@ pub fn new_refresh_token() -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
+/// The token that replaces `token` when it is used: HMAC-SHA256 under the
+/// server key, so it is as unguessable as a random one to anyone without that
+/// key, yet the server can name it again. That is what makes the reuse
+/// interval possible while only hashes are stored: a double-submitted token
+/// (a mobile app retrying on a flaky network) gets the successor its first
+/// use created, instead of a 401 and a revoked session.
+pub fn successor(key: &[u8], token: &str) -> anyhow::Result<String> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .map_err(|e| anyhow::anyhow!("refresh key rejected: {e}"))?;
+    mac.update(b"booking.refresh.successor\0");
+    mac.update(token.as_bytes());
+    Ok(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
 pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }

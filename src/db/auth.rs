@@ -220,7 +220,21 @@ pub struct RefreshState {
     pub user_id: Uuid,
     pub session_revoked: bool,
     pub used: bool,
+    pub used_at: Option<DateTime<Utc>>,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Whether a refresh token exists (and if so, whether it was used).
+pub async fn refresh_token_used(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar(
+        "SELECT used_at IS NOT NULL FROM booking.refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Find the token, lock its session row (every check and rotation of a
@@ -243,7 +257,7 @@ pub async fn refresh_token_for_update(
         .await?;
     sqlx::query_as(
         "SELECT t.session_id, s.user_id, s.revoked_at IS NOT NULL AS session_revoked, \
-                t.used_at IS NOT NULL AS used, t.expires_at \
+                t.used_at IS NOT NULL AS used, t.used_at, t.expires_at \
          FROM booking.refresh_tokens t JOIN booking.auth_sessions s ON s.id = t.session_id \
          WHERE t.token_hash = $1",
     )

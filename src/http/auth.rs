@@ -311,33 +311,73 @@ pub async fn refresh(
     if body.refresh_token.len() > sessions::MAX_TOKEN_LEN {
         return Err(refused());
     }
-    let hash = sessions::hash_refresh_token(&body.refresh_token);
     let now = st.clock.now();
-    let issued = with_retry(|| refresh_once(&st, &hash, now)).await?;
+    let issued = with_retry(|| refresh_once(&st, &body.refresh_token, now)).await?;
     Ok(axum::Json(tokens(&st, issued)?))
 }
 
-async fn refresh_once(st: &AppState, hash: &[u8], now: DateTime<Utc>) -> ApiResult<Issued> {
+/// How many rotations a double submit may follow to the current token.
+const MAX_SUCCESSORS: usize = 16;
+
+async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> ApiResult<Issued> {
+    let hash = sessions::hash_refresh_token(presented);
     let mut tx = st.db.begin(&Identity::service()).await?;
-    let Some(t) = auth_db::refresh_token_for_update(tx.conn(), hash).await? else {
+    let Some(t) = auth_db::refresh_token_for_update(tx.conn(), &hash).await? else {
         return Err(refused());
     };
     if t.session_revoked || t.expires_at <= now {
         return Err(refused());
     }
+    let key = auth_db::otp_key(tx.conn()).await?;
     if t.used {
+        let reuse = Duration::seconds(st.config.refresh_reuse_secs);
+        if t.used_at.is_some_and(|used| now - used <= reuse) {
+            // A double submit within the reuse interval: the successor its
+            // first use created (or, if that was used in turn, the current one).
+            let mut next = sessions::successor(&key, presented)?;
+            for _ in 0..MAX_SUCCESSORS {
+                let h = sessions::hash_refresh_token(&next);
+                match auth_db::refresh_token_used(tx.conn(), &h).await? {
+                    Some(false) => {
+                        let user = users::by_id(tx.conn(), t.user_id)
+                            .await?
+                            .ok_or_else(refused)?;
+                        tx.commit().await?;
+                        metrics::counter!("refresh_token_reuse_total", "within_interval" => "yes")
+                            .increment(1);
+                        return Ok(Issued {
+                            user,
+                            session_id: t.session_id,
+                            refresh_token: next,
+                        });
+                    }
+                    Some(true) => next = sessions::successor(&key, &next)?,
+                    None => break,
+                }
+            }
+            return Err(refused());
+        }
         auth_db::revoke_session(tx.conn(), t.session_id, None, "refresh_token_reused", now).await?;
         tx.commit().await?;
-        metrics::counter!("refresh_token_reuse_total").increment(1);
+        metrics::counter!("refresh_token_reuse_total", "within_interval" => "no").increment(1);
         tracing::warn!(session_id = %t.session_id, user_id = %t.user_id,
-            "a refresh token was presented twice: session revoked");
+            "a refresh token was presented again after the reuse interval: session revoked");
         return Err(refused());
     }
-    auth_db::mark_refresh_used(tx.conn(), hash, now).await?;
+    auth_db::mark_refresh_used(tx.conn(), &hash, now).await?;
     let user = users::by_id(tx.conn(), t.user_id)
         .await?
         .ok_or_else(refused)?;
-    let refresh_token = issue_refresh_token(st, tx.conn(), t.session_id, now).await?;
+    let refresh_token = sessions::successor(&key, presented)?;
+    let expires_at = now + Duration::seconds(st.config.refresh_token_ttl_secs);
+    auth_db::insert_refresh_token(
+        tx.conn(),
+        &sessions::hash_refresh_token(&refresh_token),
+        t.session_id,
+        now,
+        expires_at,
+    )
+    .await?;
     tx.commit().await?;
     Ok(Issued {
         user,

@@ -29,12 +29,34 @@ async fn a_refresh_token_rotates_and_works_once() {
 }
 
 #[tokio::test]
+async fn a_double_submitted_refresh_gets_the_same_successor_and_keeps_the_session() {
+    let app = TestApp::spawn().await;
+    let t1 = sign_in(&app, PHONE).await;
+    let r1 = token(&t1, "refresh_token");
+    // a mobile app retrying on a flaky network: the same token twice at once
+    let (a, b) = tokio::join!(refresh(&app, &r1), refresh(&app, &r1));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let (a, b): (Value, Value) = (a.json().await.expect("json"), b.json().await.expect("json"));
+    assert_eq!(a["refresh_token"], b["refresh_token"], "one successor");
+    let r2 = token(&a, "refresh_token");
+    // the successor was used in turn: a late retry of r1 gets the current one
+    let t3: Value = refresh(&app, &r2).await.json().await.expect("json");
+    let r3 = token(&t3, "refresh_token");
+    let again: Value = refresh(&app, &r1).await.json().await.expect("json");
+    assert_eq!(again["refresh_token"], r3.as_str());
+    // and the session lives on
+    assert_eq!(refresh(&app, &r3).await.status(), 200);
+}
+
+#[tokio::test]
 async fn reusing_a_rotated_refresh_token_revokes_the_whole_session() {
     let app = TestApp::spawn().await;
     let t1 = sign_in(&app, PHONE).await;
     let r1 = token(&t1, "refresh_token");
     let t2: Value = refresh(&app, &r1).await.json().await.expect("json");
     let r2 = token(&t2, "refresh_token");
+    // after BOOKING_REFRESH_REUSE_SECONDS (10) a reuse is an attack
+    advance(&app, 11);
     assert_refused(refresh(&app, &r1).await).await;
     assert_refused(refresh(&app, &r2).await).await;
     // Another session of the same user is untouched.

@@ -181,6 +181,7 @@ impl Application {
             clock: Clock::default(),
             config: Arc::new(config.clone()),
             metrics: metrics_handle(),
+            auth_blocks: Default::default(),
         };
         let listener = TcpListener::bind(config.addr)
             .await

@@ -52,6 +52,8 @@ pub struct AppState {
     pub clock: Clock,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    /// Addresses over their `/v1/auth/*` limit, known to this instance.
+    pub auth_blocks: auth_limit::AuthBlocks,
 }
 
 #[derive(OpenApi)]

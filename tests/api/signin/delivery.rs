@@ -178,6 +178,22 @@ async fn the_per_ip_limit_answers_429_with_retry_after_when_enabled() {
     assert!((1..=300).contains(&wait), "Retry-After {wait}");
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["code"], "rate_limited");
+    // A flood from the address is refused from memory: no database write
+    // per refused request (the counter stopped at the first refusal).
+    for _ in 0..30 {
+        assert_eq!(send_otp(&app, "+14155550302").await.status(), 429);
+    }
+    let mut admin = app.admin_conn().await;
+    let hits: i32 = sqlx::query_scalar(
+        "SELECT max(hits) FROM booking.rate_limits WHERE bucket LIKE 'auth:ip:%'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("hits");
+    assert_eq!(
+        hits, 6,
+        "5 admitted + the one refusal that taught the instance"
+    );
     // The next window starts afresh.
     advance(&app, wait);
     assert_eq!(send_otp(&app, "+14155550302").await.status(), 202);

@@ -94,7 +94,9 @@ pub async fn deliver(
 ) -> Result<(), DeliveryFailed> {
     match mode {
         OtpDelivery::Console => {
-            tracing::info!(phone = %phone, code, expires_at = %expires_at, "sign-in code (console delivery)");
+            // the code is what a developer needs; the number stays masked in
+            // logs, as everywhere else
+            tracing::info!(phone = %phone.masked(), code, expires_at = %expires_at, "sign-in code (console delivery)");
             Ok(())
         }
         OtpDelivery::Echo => Ok(()),
@@ -150,6 +152,44 @@ async fn post_with_retries(url: &str, body: &serde_json::Value) -> Result<(), De
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn console_delivery_logs_the_code_and_only_a_masked_phone() {
+        let out = Captured::default();
+        let w = out.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || w.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(sub);
+        let phone = Phone::parse("+14155550123").expect("phone");
+        deliver(&OtpDelivery::Console, &phone, "424242", chrono::Utc::now())
+            .await
+            .expect("delivered");
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        assert!(text.contains("424242"), "{text}");
+        assert!(
+            !text.contains("4155550123"),
+            "the full number is logged: {text}"
+        );
+        assert!(text.contains(&phone.masked()), "{text}");
+    }
 
     #[test]
     fn codes_are_six_digits() {

@@ -227,6 +227,6 @@ mod tests {
         let s = script();
         assert!(s.contains("\\set n :n + 1"));
         assert!(s.contains("booking.create_booking("));
-        assert!(s.contains("pg_advisory_xact_lock"));
+        assert!(s.contains("request.jwt.claim.sub"));
     }
 }

@@ -170,12 +170,28 @@ pub struct Event {
     pub end: DateTime<Utc>,
 }
 
-pub async fn history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Event>> {
-    sqlx::query_as(
-        "SELECT e.at, e.action, e.actor_id, lower(e.new_period) AS start, upper(e.new_period) AS \"end\" \
-         FROM booking.booking_events e WHERE e.booking_id = $1 ORDER BY e.id",
+/// Up to `limit + 1` history entries after the entry `after` (an event id),
+/// oldest first, with their ids (the caller makes the next cursor).
+pub async fn history(
+    conn: &mut PgConnection,
+    id: Uuid,
+    after: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<(i64, Event)>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: i64,
+        #[sqlx(flatten)]
+        event: Event,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.id, e.at, e.action, e.actor_id, lower(e.new_period) AS start, upper(e.new_period) AS \"end\" \
+         FROM booking.booking_events e WHERE e.booking_id = $1 AND e.id > $2 ORDER BY e.id LIMIT $3",
     )
     .bind(id)
+    .bind(after.unwrap_or(0))
+    .bind(limit + 1)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.event)).collect())
 }

@@ -442,27 +442,88 @@ pub async fn cancel(
     .await
 }
 
-/// History of a booking.
+/// History of a booking, a page at a time.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct History {
     pub items: Vec<Event>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of the history.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// 1-100, default 100.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 /// What happened to a booking: created, rescheduled, cancelled; who and when.
-#[utoipa::path(get, path = "/v1/bookings/{id}/history", tag = "bookings", params(("id" = Uuid, Path)),
+/// Oldest first, at most `limit` entries per page.
+#[utoipa::path(get, path = "/v1/bookings/{id}/history", tag = "bookings", params(("id" = Uuid, Path), HistoryQuery),
     responses((status = 200, body = History), (status = 400, body = crate::error::Problem),
-        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn history(
     State(st): State<AppState>,
     Auth(who): Auth,
     PathId(id): PathId,
+    Query(q): Query<HistoryQuery>,
 ) -> ApiResult<axum::Json<History>> {
+    let mut errors = Vec::new();
+    let limit = match q.limit.as_deref() {
+        None => 100,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                errors.push(FieldError::new(
+                    "limit",
+                    "must be a whole number from 1 to 100",
+                ));
+                100
+            }
+        },
+    };
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => match base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("h").and_then(|n| n.parse::<i64>().ok()))
+        {
+            Some(n) => Some(n),
+            None => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API returned",
+                ));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let mut tx = st.db.begin(&who).await?;
     bookings::get(tx.conn(), id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let items = bookings::history(tx.conn(), id).await?;
-    tx.commit().await?;
-    Ok(axum::Json(History { items }))
+    let mut rows = bookings::history(tx.conn(), id, after, limit).await?;
+    drop(tx);
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last()
+            .map(|(n, _)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("h{n}")))
+    } else {
+        None
+    };
+    Ok(axum::Json(History {
+        items: rows.into_iter().map(|(_, e)| e).collect(),
+        next_cursor,
+    }))
 }

@@ -17,7 +17,7 @@ pub use secrets::Secrets;
 use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -100,10 +100,13 @@ impl Cluster {
         }
         let port = 5432;
         let log_path = data_dir.join("postgres.log");
+        // the server log may hold statements and user data: owner-only
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)?;
+        std::fs::set_permissions(&log_path, std::fs::Permissions::from_mode(0o600))?;
         let mut cmd = std::process::Command::new(bin.join("postgres"));
         cmd.arg("-D")
             .arg(&pgdata)
@@ -404,9 +407,16 @@ fn outside_data_dir(data_dir: &Path, r: RunAs) -> anyhow::Result<(PathBuf, PathB
         std::env::temp_dir().join("booking-clusters")
     };
     let base = parent.join(id);
-    std::fs::create_dir_all(&base)?;
+    // The names are predictable and, under the temp dir, anyone may create
+    // them first: as root we never follow a symlink or trust a directory
+    // someone else made (or may write to).
     for d in [&parent, &base] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        match std::fs::create_dir(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", d.display())),
+        }
+        ensure_own_dir(d)?;
     }
     let link = data_dir.join("pgdata");
     if std::fs::symlink_metadata(&link).is_err() {
@@ -420,6 +430,33 @@ fn outside_data_dir(data_dir: &Path, r: RunAs) -> anyhow::Result<(PathBuf, PathB
         link.display()
     );
     Ok((base.join("pgdata"), base.join("run")))
+}
+
+/// `d` must be a real directory (not a symlink) owned by us and writable by
+/// nobody else.
+pub fn ensure_own_dir(d: &Path) -> anyhow::Result<()> {
+    let m =
+        std::fs::symlink_metadata(d).with_context(|| format!("cannot inspect {}", d.display()))?;
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX);
+    if m.file_type().is_symlink() || !m.is_dir() {
+        bail!(
+            "{} is not a plain directory (a symlink?): refusing to use it",
+            d.display()
+        );
+    }
+    if m.uid() != me {
+        bail!(
+            "{} belongs to uid {}, not to us: refusing to use it",
+            d.display(),
+            m.uid()
+        );
+    }
+    if m.mode() & 0o022 != 0 {
+        bail!("{} is writable by others: refusing to use it", d.display());
+    }
+    Ok(())
 }
 
 /// When we are root, the `postgres` system user to run the cluster as.
@@ -487,4 +524,36 @@ fn rand_suffix() -> String {
     use rand::Rng;
     let n: u32 = rand::thread_rng().gen();
     format!("{n:08x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_or_a_shared_directory_is_refused() {
+        let t = tempfile::tempdir().expect("tmp");
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).expect("dir");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert!(ensure_own_dir(&real).is_ok());
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        assert!(
+            ensure_own_dir(&link).is_err(),
+            "a symlink is never followed"
+        );
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(ensure_own_dir(&real).is_err(), "writable by others");
+    }
+
+    #[test]
+    fn secrets_are_created_owner_only() {
+        let t = tempfile::tempdir().expect("tmp");
+        let s = Secrets::load_or_create(t.path()).expect("secrets");
+        let m = std::fs::metadata(t.path().join("secrets.json")).expect("file");
+        assert_eq!(m.mode() & 0o777, 0o600);
+        let again = Secrets::load_or_create(t.path()).expect("again");
+        assert_eq!(s.jwt_secret, again.jwt_secret);
+    }
 }

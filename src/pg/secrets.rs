@@ -6,7 +6,7 @@ use anyhow::Context;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -44,8 +44,19 @@ impl Secrets {
             login_password: random(32),
             jwt_secret: random(64),
         };
+        // created 0600 from the start (not chmod-ed after a write under the
+        // default umask), and never through a symlink planted in its place
         let tmp = data_dir.join("secrets.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&s)?)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        std::io::Write::write_all(&mut f, &serde_json::to_vec_pretty(&s)?)?;
+        f.sync_all()?;
+        drop(f);
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         std::fs::rename(&tmp, &path)?;
         Ok(s)

@@ -509,3 +509,57 @@ async fn every_response_carries_a_request_id_and_errors_echo_it() {
         .expect("get");
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
 }
+
+#[tokio::test]
+async fn history_comes_in_pages() {
+    let app = TestApp::spawn().await;
+    let u = app.user("+14155550980").await;
+    let room = app.room().await;
+    let b: Value = app
+        .book(&u, &room, &at(3, 9, 0), &at(3, 10, 0))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let path = format!("/v1/bookings/{}", b["id"].as_str().expect("id"));
+    for n in 0..4 {
+        let note = format!("change {n}");
+        let r = app
+            .patch(
+                &u.token,
+                &path,
+                json!({"start": at(3, 9, 0), "end": at(3, 10, 0), "note": note}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            None => "?limit=2".to_string(),
+            Some(c) => format!("?limit=2&cursor={c}"),
+        };
+        let page: Value = app
+            .get(&u.token, &format!("{path}/history{q}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        let items = page["items"].as_array().expect("items").clone();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items);
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "created + 4 updates");
+    assert_eq!(seen[0]["action"], "created");
+    let bad = app
+        .get(&u.token, &format!("{path}/history?cursor=nonsense"))
+        .await;
+    assert_eq!(bad.status(), 422);
+    let bad = app.get(&u.token, &format!("{path}/history?limit=0")).await;
+    assert_eq!(bad.status(), 422);
+}

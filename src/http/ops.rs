@@ -337,11 +337,16 @@ fn complete_operation(
     if super::limits::is_limited_write(method, path) {
         wanted.push((
             "429",
-            "Too many writes from this user or address (`rate_limited`); see Retry-After",
+            "Too many writes from this user or address, or too many of this user's requests in progress (`rate_limited`); see Retry-After",
+        ));
+    } else if path.starts_with("/v1/") && !path.starts_with("/v1/auth/") {
+        wanted.push((
+            "429",
+            "Too many reads from this user or address, or too many of this user's requests in progress (`rate_limited`); see Retry-After",
         ));
     }
     if path.starts_with("/v1/") {
-        wanted.push(("503", "Database unavailable or busy, or the request took too long (`unavailable`); see Retry-After"));
+        wanted.push(("503", "Database unavailable or busy, the server at its limit of requests in progress, or the request took too long (`unavailable`); see Retry-After"));
     }
     for (status, description) in wanted {
         op.responses

@@ -472,6 +472,7 @@ impl Ctx<'_> {
         }
         if stage == Stage::Small {
             self.stampede().await?;
+            self.flood().await?;
         }
         for &c in &clients {
             self.list(stage, c).await?;
@@ -901,6 +902,76 @@ impl Ctx<'_> {
         );
         eprintln!("bench:   {}", row.one_line());
         self.report.rows.push(row);
+        Ok(())
+    }
+
+    /// A bystander's creates alone, then while another user floods the most
+    /// expensive availability answer allowed from 48 clients.
+    async fn flood(&mut self) -> anyhow::Result<()> {
+        const FLOODERS: usize = 48;
+        let users = setup::create_users(&mut self.owner, &mut self.ids, 2).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, 2, CREATE_RESOURCE).await?;
+        let ids = res.resource_ids();
+        let (room, fine) = (ids[0], ids[1]);
+        let bystander = Arc::new(self.token(users.nth(0))?);
+        let flooder = Arc::new(self.token(users.nth(1))?);
+        let http = load::http_client(FLOODERS + 1)?;
+        let base = self.server.base.clone();
+        let t0 = self.t0;
+        let create: MakeRequest = {
+            let (http, url, token) = (http.clone(), format!("{base}/v1/bookings"), bystander);
+            // one counter over both runs: every create books the next free minute
+            let next = Arc::new(std::sync::atomic::AtomicI64::new(0));
+            Arc::new(move |_w, _k| {
+                let o = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let start = t0 + chrono::Duration::minutes(2 * o);
+                let end = start + chrono::Duration::minutes(1);
+                http.post(url.as_str())
+                    .bearer_auth(token.as_str())
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        "{{\"resource_id\":\"{room}\",\"start\":\"{}\",\"end\":\"{}\"}}",
+                        rfc3339(start),
+                        rfc3339(end)
+                    ))
+            })
+        };
+        let flood: MakeRequest = {
+            let url = format!(
+                "{base}/v1/resources/{fine}/availability?from={}&to={}&duration_minutes=1",
+                rfc3339(t0),
+                rfc3339(t0 + chrono::Duration::days(2))
+            );
+            Arc::new(move |_w, _k| http.get(url.as_str()).bearer_auth(flooder.as_str()))
+        };
+        let (warmup, measure) = (self.s.warmup, self.s.duration);
+        let line = |label: &str, obs: &mut load::Observed, flood: Option<&load::Observed>| {
+            let ok = obs.count(201);
+            let lat = Lat::from_us(&mut obs.lat_us);
+            format!(
+                "| {label} | {:.0} | {:.1} | {:.1} | {:.1} | {} |",
+                ok as f64 / obs.secs.max(1e-9),
+                lat.p50,
+                lat.p99,
+                lat.max,
+                flood.map(|f| f.status_text()).unwrap_or_else(|| "—".into())
+            )
+        };
+        let _ = self.quiet().await;
+        eprintln!("bench: bystander creates, alone");
+        let mut alone = load::drive(1, warmup, measure, create.clone()).await;
+        eprintln!(
+            "bench: bystander creates while one user floods availability ({FLOODERS} clients)"
+        );
+        let flooding = tokio::spawn(load::drive(FLOODERS, warmup, measure, flood));
+        let mut beside = load::drive(1, warmup, measure, create).await;
+        let flooded = flooding.await?;
+        let a = line("alone", &mut alone, None);
+        let b = line("during the flood", &mut beside, Some(&flooded));
+        eprintln!("bench:   {a}\nbench:   {b}");
+        self.report.flood = vec![a, b];
+        setup::purge(&mut self.owner, &ids).await?;
         Ok(())
     }
 

@@ -255,6 +255,9 @@ pub struct Report {
     pub elapsed: Duration,
     /// Size of the bookings table at the start of each stage.
     pub sizes: Vec<(Stage, TableSize)>,
+    /// One user flooding expensive reads while another books: lines of the
+    /// "bounded cost" table.
+    pub flood: Vec<String>,
 }
 
 /// Bytes of a table and of its indexes.
@@ -445,6 +448,7 @@ impl Report {
             profile_row: None,
             profile_note: None,
             loads: Vec::new(),
+            flood: Vec::new(),
             pgbench_script: String::new(),
             pgbench_command: String::new(),
             elapsed: Duration::ZERO,
@@ -1026,6 +1030,9 @@ impl Report {
                     .fold(0.0, f64::max))
             );
         }
+        for l in &self.flood {
+            let _ = writeln!(s, "flood: {l}");
+        }
         let _ = writeln!(s, "server peak RSS: {}", mib(self.rss_peak_kib));
         for t in self.targets() {
             let _ = writeln!(
@@ -1283,6 +1290,25 @@ impl Report {
             );
         }
         let _ = writeln!(w);
+
+        if !self.flood.is_empty() {
+            let _ = writeln!(w, "### Bounded cost: one user floods, another books\n");
+            let _ = writeln!(
+                w,
+                "A bystander books (1 client, closed loop) alone, then while one other user floods the most expensive \
+                 availability answer allowed (2 days of a 1-minute grid, 2880 starts) from 48 concurrent clients. \
+                 The per-user in-flight limit (`BOOKING_MAX_IN_FLIGHT_PER_USER`, default 4) answers the flood's excess with 429 at once.\n"
+            );
+            let _ = writeln!(
+                w,
+                "| run | bystander creates/s | p50 ms | p99 ms | max ms | flooder answers |"
+            );
+            let _ = writeln!(w, "|---|--:|--:|--:|--:|---|");
+            for l in &self.flood {
+                let _ = writeln!(w, "{l}");
+            }
+            let _ = writeln!(w);
+        }
 
         if let Some(st) = &self.stampede {
             let _ = writeln!(w, "### Hot-slot stampede\n");

@@ -121,6 +121,15 @@ async fn serve_without_database_url_runs_its_own_cluster_and_restarts_on_the_sam
         !dir.join(".booking/pgdata/postmaster.pid").exists(),
         "PostgreSQL was stopped"
     );
+    // the secrets and the server log are the owner's alone
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["secrets.json", "postgres.log"] {
+        let mode = std::fs::metadata(dir.join(".booking").join(f))
+            .expect(f)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}: {mode:o}");
+    }
 
     let mut again = booking(dir, &["serve"], port)
         .stdout(Stdio::null())

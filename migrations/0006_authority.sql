@@ -45,11 +45,30 @@ REVOKE ALL ON booking.settings FROM PUBLIC, anon, authenticated, service_role;
 CREATE POLICY settings_owner ON booking.settings FOR ALL TO CURRENT_USER USING (true) WITH CHECK (true);
 
 -- The database's clock: what every rule is judged against. Only the owner (and
--- the SECURITY DEFINER functions it owns) may call it.
+-- the SECURITY DEFINER functions it owns) may call it. clock_timestamp(), not
+-- now(): now() is the start of the transaction, so a caller who opens one and
+-- waits would be judged by a clock that stood still (booking "in the future"
+-- that is already past, moving a booking that has started).
 CREATE FUNCTION booking.clock() RETURNS timestamptz
-  LANGUAGE sql STABLE
+  LANGUAGE sql VOLATILE
   SET search_path = pg_catalog, pg_temp
-  AS $$ SELECT now() + coalesce((SELECT clock_offset FROM booking.settings), interval '0') $$;
+  AS $$ SELECT clock_timestamp() + coalesce((SELECT clock_offset FROM booking.settings), interval '0') $$;
+
+-- The write functions count and lock under READ COMMITTED (each statement
+-- sees what committed before it) or SERIALIZABLE (conflicts abort). Under
+-- REPEATABLE READ a count after a lock wait would read the transaction's
+-- first snapshot and miss what the lock holder committed, so it is refused.
+CREATE FUNCTION booking.require_fresh_snapshots() RETURNS void
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  IF current_setting('transaction_isolation') = 'repeatable read' THEN
+    RAISE EXCEPTION 'booking writes need READ COMMITTED or SERIALIZABLE isolation'
+      USING ERRCODE = 'invalid_transaction_state';
+  END IF;
+END
+$$;
 
 -- Is the request running as the service role? The role actually switched to
 -- (SET ROLE / set_config('role')), not a claim: claims are whatever the caller
@@ -65,6 +84,11 @@ CREATE FUNCTION booking.caller_is_service() RETURNS boolean
 -- Supabase's claims has no '+'.
 -- ---------------------------------------------------------------------------
 ALTER TABLE booking.users ALTER COLUMN phone DROP NOT NULL;
+-- Who vouched for the user: NULL for our own sign-in, else the `iss` of the
+-- token that provisioned them. Our phone sign-in never signs anyone into a
+-- user another issuer provisioned (that issuer may not have verified the
+-- phone in its claims), so a phone claim cannot be used to take an account.
+ALTER TABLE booking.users ADD COLUMN issuer text;
 
 -- The caller's phone from their claims, normalised to E.164, or NULL.
 CREATE FUNCTION booking.claim_phone() RETURNS text
@@ -87,10 +111,14 @@ BEGIN
   IF uid IS NULL OR EXISTS (SELECT 1 FROM booking.users WHERE id = uid) THEN
     RETURN;
   END IF;
-  INSERT INTO booking.users (id, phone) VALUES (uid, booking.claim_phone()) ON CONFLICT DO NOTHING;
+  INSERT INTO booking.users (id, phone, issuer)
+  VALUES (uid, booking.claim_phone(), coalesce(auth.jwt() ->> 'iss', 'unknown'))
+  ON CONFLICT DO NOTHING;
   IF NOT FOUND THEN
     -- the id appeared meanwhile, or the phone belongs to another user
-    INSERT INTO booking.users (id, phone) VALUES (uid, NULL) ON CONFLICT (id) DO NOTHING;
+    INSERT INTO booking.users (id, phone, issuer)
+    VALUES (uid, NULL, coalesce(auth.jwt() ->> 'iss', 'unknown'))
+    ON CONFLICT (id) DO NOTHING;
   END IF;
 END
 $$;
@@ -112,6 +140,30 @@ BEGIN
   SELECT * INTO u FROM booking.users WHERE id = uid;
   RETURN jsonb_build_object('id', u.id, 'phone', u.phone, 'display_name', u.display_name,
                             'created_at', u.created_at);
+END
+$$;
+
+-- Rename yourself: the same rules as the HTTP API (trimmed, 1-100 characters,
+-- no control characters, no < >); NULL clears. Request roles no longer update
+-- `users` directly.
+CREATE FUNCTION booking.set_display_name(p_name text) RETURNS jsonb
+  LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  uid uuid := auth.uid();
+  n text := btrim(p_name);
+BEGIN
+  IF uid IS NULL OR booking.caller_is_service() THEN
+    RETURN NULL;
+  END IF;
+  IF n IS NOT NULL AND (char_length(n) NOT BETWEEN 1 AND 100 OR n ~ '[\x01-\x1f\x7f-\x9f<>]') THEN
+    RAISE EXCEPTION 'display_name must be 1 to 100 characters, without control characters or < >'
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'users_display_name_rules';
+  END IF;
+  PERFORM booking.ensure_user(uid);
+  UPDATE booking.users SET display_name = n, updated_at = now() WHERE id = uid;
+  RETURN booking.me();
 END
 $$;
 
@@ -218,6 +270,10 @@ REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER
 REVOKE ALL ON booking.schema_migrations FROM PUBLIC, anon, authenticated, service_role;
 REVOKE TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA booking FROM PUBLIC, anon, authenticated, service_role;
 REVOKE ALL ON ALL TABLES IN SCHEMA booking FROM anon;
+REVOKE UPDATE ON booking.users FROM authenticated;
+-- nobody but the owner draws history ids (a drawn id is a gap that looks like
+-- deleted history)
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA booking FROM PUBLIC, anon, authenticated, service_role;
 DROP POLICY events_insert ON booking.booking_events;
 
 -- The owner writes bookings and history inside the SECURITY DEFINER functions
@@ -244,17 +300,19 @@ CREATE FUNCTION booking.note_problem(p_note text) RETURNS jsonb
     SELECT CASE
       WHEN p_note IS NULL THEN NULL
       WHEN char_length(p_note) > 1000 THEN '{"field": "note", "message": "at most 1000 characters"}'::jsonb
-      WHEN p_note ~ '[\x01-\x08\x0b-\x1f\x7f]' THEN '{"field": "note", "message": "must not contain control characters"}'::jsonb
+      WHEN p_note ~ '[\x01-\x08\x0b-\x1f\x7f-\x9f]' THEN '{"field": "note", "message": "must not contain control characters"}'::jsonb
     END
   $$;
 
 -- Create, as the caller (auth.uid()), never for anyone else. Outcomes:
 -- created | not_found | invalid (+ field, message) | user_overlap | slot_taken
 -- | unauthenticated (no user in the claims, or the service role).
--- The active-bookings cap is counted under a per-user transaction advisory
--- lock, in its own statement after the lock is granted, so that concurrent
+-- The active-bookings cap is counted under a lock on the caller's own user row
+-- (a row lock, not an advisory lock: anyone may take any advisory lock and so
+-- block another user's creates; nobody but the definer can lock another's
+-- row), in its own statement after the lock is granted, so that concurrent
 -- creates by one user cannot all pass it (a plpgsql statement takes a fresh
--- snapshot under READ COMMITTED).
+-- snapshot under READ COMMITTED; REPEATABLE READ is refused).
 CREATE FUNCTION booking.create_booking(p_resource uuid, p_start timestamptz, p_end timestamptz,
                                        p_note text DEFAULT NULL)
   RETURNS jsonb
@@ -287,8 +345,9 @@ BEGIN
     RETURN jsonb_build_object('outcome', 'invalid') || problem;
   END IF;
   p := tstzrange(p_start, p_end, '[)');
+  PERFORM booking.require_fresh_snapshots();
   PERFORM booking.ensure_user(uid);
-  PERFORM pg_advisory_xact_lock(hashtextextended('booking.active_cap:' || uid::text, 0));
+  PERFORM 1 FROM booking.users WHERE id = uid FOR UPDATE;
   SELECT max_active_bookings INTO cap FROM booking.settings;
   SELECT count(*) INTO n_active FROM booking.bookings
    WHERE user_id = uid AND status = 'confirmed' AND upper(period) > at;
@@ -345,7 +404,10 @@ BEGIN
   IF p_start IS NULL OR p_end IS NULL THEN
     RETURN '{"outcome": "invalid", "field": "start", "message": "start and end are required"}';
   END IF;
-  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  PERFORM booking.require_fresh_snapshots();
+  -- who may act is decided before any lock is taken: a caller must not be
+  -- able to hold a lock on someone else's booking
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id;
   IF NOT FOUND THEN
     RETURN '{"outcome": "not_found"}';
   END IF;
@@ -355,6 +417,7 @@ BEGIN
     END IF;
     RETURN '{"outcome": "not_found"}';
   END IF;
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
   IF p_version IS NOT NULL AND b.version <> p_version THEN
     RETURN '{"outcome": "precondition_failed"}';
   END IF;
@@ -412,12 +475,14 @@ DECLARE
   b booking.bookings;
   uid uuid := auth.uid();
 BEGIN
-  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  -- authorise first, lock after (see reschedule_booking)
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id;
   IF NOT FOUND OR NOT (booking.caller_is_service()
                        OR (uid IS NOT NULL AND (b.user_id = uid OR EXISTS (
                              SELECT 1 FROM booking.resources WHERE id = b.resource_id AND owner_id = uid)))) THEN
     RETURN '{"outcome": "not_found"}';
   END IF;
+  SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
   IF b.status = 'cancelled' THEN
     RETURN jsonb_build_object('outcome', 'unchanged', 'booking', booking.booking_json(b));
   END IF;
@@ -430,9 +495,12 @@ END
 $$;
 
 -- Availability: as 0002's, judged against the database clock, and bounded in
--- cost: a range of at most 31 days and at most 3000 grid starts (a 31-day
--- month on a 15-minute grid is 2976); beyond that the caller narrows the
--- range (the HTTP API answers 422 before asking).
+-- cost: a range of at most 31 days and at most 3000 candidate starts (a
+-- 31-day month on a 15-minute grid is 2976). Candidates step by
+-- gcd(slot_minutes, 15) in UTC (every real UTC offset is a multiple of 15
+-- minutes), so a 16-minute grid steps by 1 minute and that is what is
+-- counted; beyond the bound the caller narrows the range (the HTTP API
+-- answers 422 before asking).
 CREATE FUNCTION booking.availability(p_resource uuid, p_from timestamptz, p_to timestamptz,
                                      p_minutes int)
   RETURNS TABLE (slot_start timestamptz, slot_end timestamptz, remaining int)
@@ -466,13 +534,13 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  IF extract(epoch FROM p_to - p_from) / 60 / r.slot_minutes > 3000 THEN
-    RAISE EXCEPTION 'availability: at most 3000 slot starts per request; narrow the range'
+  step := gcd(r.slot_minutes, 15);
+  IF extract(epoch FROM p_to - p_from) / 60 / step > 3000 THEN
+    RAISE EXCEPTION 'availability: at most 3000 candidate starts per request; narrow the range'
       USING ERRCODE = 'program_limit_exceeded';
   END IF;
   dur := make_interval(mins => p_minutes);
   buf := make_interval(mins => r.buffer_minutes);
-  step := gcd(r.slot_minutes, 15);
   SELECT array_agg(lower(b.blocked) ORDER BY lower(b.blocked)),
          array_agg(upper(b.blocked) ORDER BY lower(b.blocked)),
          array_agg(b.seat ORDER BY lower(b.blocked)),
@@ -521,6 +589,37 @@ BEGIN
 END
 $$;
 
+-- Idempotency records are written only here, in the request's transaction:
+-- for the caller, stamped by the database, bounded in size, with only the
+-- headers the server keeps (a caller writing records directly could make the
+-- server replay anything to them, forever).
+CREATE FUNCTION booking.remember_response(p_key text, p_fingerprint text, p_status int,
+                                          p_body text, p_headers jsonb)
+  RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  uid uuid := auth.uid();
+BEGIN
+  IF uid IS NULL OR booking.caller_is_service() THEN
+    RAISE EXCEPTION 'idempotency keys belong to a signed-in user' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF p_status NOT BETWEEN 200 AND 499 OR octet_length(p_body) > 65536
+     OR octet_length(p_fingerprint) > 128 OR jsonb_typeof(p_headers) <> 'object'
+     OR EXISTS (SELECT 1 FROM jsonb_each(p_headers) h
+                 WHERE h.key NOT IN ('content-type', 'etag', 'location')
+                    OR jsonb_typeof(h.value) <> 'string' OR octet_length(h.value #>> '{}') > 512) THEN
+    RAISE EXCEPTION 'not a response the server would keep' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  INSERT INTO booking.idempotency_keys (user_id, key, fingerprint, response_status, response_body,
+                                        response_headers, created_at)
+  VALUES (uid, p_key, p_fingerprint, p_status, p_body, p_headers, now());
+END
+$$;
+REVOKE INSERT ON booking.idempotency_keys FROM authenticated;
+CREATE POLICY idempotency_definer ON booking.idempotency_keys FOR ALL TO CURRENT_USER USING (true) WITH CHECK (true);
+
 -- Before a resource's capacity is lowered (service role, in the same
 -- transaction as the update): block booking writes until that transaction
 -- ends (SHARE conflicts with the ROW EXCLUSIVE lock every write takes), then
@@ -546,11 +645,16 @@ $$;
 -- ---------------------------------------------------------------------------
 -- EXECUTE: nobody by default, then exactly what each request role needs.
 -- ---------------------------------------------------------------------------
+-- (ALTER DEFAULT PRIVILEGES cannot take PUBLIC's EXECUTE away per schema, and
+-- doing it for the owner everywhere would change a Supabase project's other
+-- schemas; instead every migration revokes explicitly, and a test fails if any
+-- function of the schema is executable by anyone not listed here.)
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC, anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA booking REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking.schema_version() TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.booking_json(booking.bookings) TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.me() TO authenticated;
+GRANT EXECUTE ON FUNCTION booking.set_display_name(text) TO authenticated;
+GRANT EXECUTE ON FUNCTION booking.remember_response(text, text, int, text, jsonb) TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.create_booking(uuid, timestamptz, timestamptz, text) TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.reschedule_booking(uuid, timestamptz, timestamptz, boolean, text, int)
   TO authenticated, service_role;

@@ -41,9 +41,15 @@ async fn read_key(conn: &mut PgConnection) -> sqlx::Result<Option<Vec<u8>>> {
 }
 
 /// Serialise everything about one phone's codes until the transaction ends.
-pub async fn lock_phone(conn: &mut PgConnection, phone: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('booking.otp:' || $1, 0))")
+/// Serialise the sign-in steps of one phone. The advisory lock's key is seeded
+/// from the server key: any database role may take any advisory lock, and a
+/// guessable key would let one block every sign-in of a phone.
+pub async fn lock_phone(conn: &mut PgConnection, phone: &str, key: &[u8]) -> sqlx::Result<()> {
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&key[..8.min(key.len())]);
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('booking.otp:' || $1, $2))")
         .bind(phone)
+        .bind(i64::from_be_bytes(seed))
         .execute(conn)
         .await
         .map(|_| ())

@@ -45,31 +45,24 @@ pub async fn find(conn: &mut PgConnection, user: Uuid, key: &str) -> sqlx::Resul
     .await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Keep the first answer for the caller's key (`booking.remember_response`:
+/// the database stamps it, bounds it and keeps only the allowed headers).
 pub async fn store(
     conn: &mut PgConnection,
-    user: Uuid,
     key: &str,
     fingerprint: &str,
     status: u16,
     body: &str,
     headers: &serde_json::Map<String, serde_json::Value>,
-    now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO booking.idempotency_keys \
-           (user_id, key, fingerprint, response_status, response_body, response_headers, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(user)
-    .bind(key)
-    .bind(fingerprint)
-    .bind(i32::from(status))
-    .bind(body)
-    .bind(sqlx::types::Json(headers))
-    .bind(now)
-    .execute(conn)
-    .await?;
+    sqlx::query("SELECT booking.remember_response($1, $2, $3, $4, $5)")
+        .bind(key)
+        .bind(fingerprint)
+        .bind(i32::from(status))
+        .bind(body)
+        .bind(sqlx::types::Json(headers))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -66,17 +66,25 @@ pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Use
         .await
 }
 
+/// Rename the caller (`booking.set_display_name`: the database checks the
+/// same rules as the API).
 pub async fn set_display_name(
     conn: &mut PgConnection,
-    id: Uuid,
     name: Option<&str>,
 ) -> sqlx::Result<Option<User>> {
-    sqlx::query_as(
-        "UPDATE booking.users SET display_name = $2, updated_at = now() WHERE id = $1 \
-         RETURNING id, phone, display_name, created_at",
-    )
-    .bind(id)
-    .bind(name)
-    .fetch_optional(conn)
-    .await
+    let v: Option<sqlx::types::Json<User>> =
+        sqlx::query_scalar("SELECT booking.set_display_name($1)")
+            .bind(name)
+            .fetch_one(conn)
+            .await?;
+    Ok(v.map(|j| j.0))
+}
+
+/// The issuer that provisioned a user, if not our own sign-in.
+pub async fn issuer_of(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT issuer FROM booking.users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map(Option::flatten)
 }

@@ -144,12 +144,12 @@ struct Pending {
 /// the phone's lock. Delivery happens after commit, outside any transaction.
 async fn store_new_code(st: &AppState, phone: &Phone, now: DateTime<Utc>) -> ApiResult<Pending> {
     let mut tx = st.db.begin(&Identity::service()).await?;
-    auth_db::lock_phone(tx.conn(), phone.as_str()).await?;
+    let key = auth_db::otp_key(tx.conn()).await?;
+    auth_db::lock_phone(tx.conn(), phone.as_str(), &key).await?;
     let window = auth_db::send_window(tx.conn(), phone.as_str(), now).await?;
     if let Some(retry_after) = otp::must_wait(&window, now) {
         return Err(ApiError::RateLimited { retry_after });
     }
-    let key = auth_db::otp_key(tx.conn()).await?;
     let code = otp::generate();
     let hash = otp::hash(&key, phone.as_str(), &code)?;
     let expires_at = now + Duration::seconds(otp::TTL_SECS);
@@ -249,8 +249,13 @@ async fn verify_once(
         tx.commit().await?;
         return Err(refused());
     }
-    auth_db::delete_code(tx.conn(), stored.id).await?;
     let (user, created) = users::get_or_create(tx.conn(), phone, None).await?;
+    if users::issuer_of(tx.conn(), user.id).await?.is_some() {
+        // provisioned by another issuer from its claims: signing in here by
+        // that phone must not reach their account (that issuer vouches for it)
+        return Err(refused());
+    }
+    auth_db::delete_code(tx.conn(), stored.id).await?;
     let session_id = auth_db::create_session(tx.conn(), user.id, now).await?;
     let refresh_token = issue_refresh_token(st, tx.conn(), session_id, now).await?;
     tx.commit().await?;

@@ -79,7 +79,13 @@ fn replay(s: store::Stored) -> Response {
         .and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::OK);
     let mut resp = (status, s.response_body).into_response();
-    for (k, v) in s.response_headers.0.iter() {
+    // only the headers the server keeps, whatever the record says
+    for (k, v) in s
+        .response_headers
+        .0
+        .iter()
+        .filter(|(k, _)| KEPT.contains(&k.as_str()))
+    {
         if let (Ok(name), Some(Ok(value))) = (
             HeaderName::try_from(k.as_str()),
             v.as_str().map(HeaderValue::from_str),
@@ -170,17 +176,7 @@ where
             headers.insert(name.to_string(), Value::String(v.to_string()));
         }
     }
-    store::store(
-        tx.conn(),
-        who.user_id,
-        k,
-        fp,
-        parts.status.as_u16(),
-        &text,
-        &headers,
-        st.clock.now(),
-    )
-    .await?;
+    store::store(tx.conn(), k, fp, parts.status.as_u16(), &text, &headers).await?;
     tx.commit().await?;
     Ok(Response::from_parts(parts, Body::from(bytes)))
 }

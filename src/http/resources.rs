@@ -159,6 +159,14 @@ pub async fn get(
     Ok(axum::Json(r))
 }
 
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 /// The most grid starts one availability answer may examine: a 31-day month
 /// on a 15-minute grid is 2976. Bounds the cost of one call (each start is
 /// checked against the resource's rules) and the size of the answer.
@@ -248,12 +256,14 @@ pub async fn availability(
         .filter(|r| r.active)
         .ok_or(ApiError::NotFound)?;
     let minutes = duration.unwrap_or(r.min_duration_minutes);
-    let starts = (to - from).num_seconds() / 60 / i64::from(r.slot_minutes.max(1));
+    // candidates step by gcd(slot, 15) minutes in UTC (see booking.availability)
+    let step = gcd(i64::from(r.slot_minutes.max(1)), 15);
+    let starts = (to - from).num_seconds() / 60 / step;
     if starts > MAX_SLOT_STARTS {
         return Err(ApiError::validation(
             "to",
             format!(
-                "at most {MAX_SLOT_STARTS} slot starts per request ({starts} on this resource's {}-minute grid); narrow the range",
+                "at most {MAX_SLOT_STARTS} candidate starts per request ({starts} for this resource's {}-minute grid); narrow the range",
                 r.slot_minutes
             ),
         ));

@@ -62,12 +62,11 @@ pub async fn update_me(
     Json(body): Json<UpdateMe>,
 ) -> ApiResult<axum::Json<User>> {
     let mut tx = st.db.begin(&who).await?;
-    let me = users::me(tx.conn()).await?;
     let u = match body.display_name {
-        None => me,
+        None => users::me(tx.conn()).await?,
         Some(name) => {
             let name = check_display_name(name.as_deref())?;
-            users::set_display_name(tx.conn(), who.user_id, name.as_deref()).await?
+            users::set_display_name(tx.conn(), name.as_deref()).await?
         }
     }
     .ok_or(ApiError::NotFound)?;

@@ -376,3 +376,211 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
     assert_eq!(counts, (3, 1), "exactly the bookings the rules allowed");
     admin.close().await.expect("close");
 }
+
+/// From the security review of the direct-SQL door: a clock frozen by a long
+/// transaction, the cap under REPEATABLE READ, locks on someone else's
+/// booking, functions executable by roles not meant to, drawn history ids,
+/// self-made idempotency records, display names past the rules.
+#[tokio::test]
+async fn the_reviews_findings_stay_closed() {
+    let app = TestApp::spawn().await;
+    pin(&app, "2027-06-01T06:07:30Z").await;
+    let (a, b) = (
+        app.user("+14155550920").await,
+        app.user("+14155550921").await,
+    );
+    let room = app.room().await;
+    let b_booking = booking_id(
+        &app,
+        &b,
+        &room,
+        "2027-06-02T13:00:00Z",
+        "2027-06-02T14:00:00Z",
+    )
+    .await;
+    let mut c = app.login_conn().await;
+
+    // a transaction held open does not hold the clock: 0.7 s before 10:00,
+    // a one-second wait inside the transaction, then 10:00 is in the past
+    app.set_clock(t("2027-06-01T09:59:59.300Z")).await;
+    let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
+    sqlx::query("SELECT pg_sleep(1.0)")
+        .execute(&mut *tx)
+        .await
+        .expect("sleep");
+    let v: Value = sqlx::query_scalar(&format!(
+        "SELECT booking.create_booking('{room}', '2027-06-01 10:00+00', '2027-06-01 11:00+00')"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .expect("create");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(v["outcome"], "invalid", "{v}");
+    assert_eq!(v["field"], "start", "{v}");
+    pin(&app, "2027-06-01T06:07:30Z").await;
+
+    // REPEATABLE READ would let the cap's count miss concurrent creates
+    let mut tx = c.begin().await.expect("begin");
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .expect("rr");
+    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+        .bind(json!({"sub": a.id, "role": "authenticated"}).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("scope");
+    let err = sqlx::query(&format!(
+        "SELECT booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00')"
+    ))
+    .execute(&mut *tx)
+    .await
+    .expect_err("refused under REPEATABLE READ");
+    assert!(err.to_string().contains("READ COMMITTED"), "{err}");
+    tx.rollback().await.expect("rollback");
+
+    // A calling cancel on B's booking takes no lock on it: B still cancels at once
+    let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
+    let v: Value = sqlx::query_scalar(&format!("SELECT booking.cancel_booking('{b_booking}')"))
+        .fetch_one(&mut *tx)
+        .await
+        .expect("cancel fn");
+    assert_eq!(v["outcome"], "not_found");
+    let v: Value = sqlx::query_scalar(&format!(
+        "SELECT booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00')"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .expect("reschedule fn");
+    assert_eq!(v["outcome"], "not_found");
+    let started = std::time::Instant::now();
+    let r = app
+        .delete(&b.token, &format!("/v1/bookings/{b_booking}"))
+        .await;
+    assert_eq!(r.status(), 200, "B cancels while A's transaction is open");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    tx.rollback().await.expect("rollback");
+
+    // every function of the schema: executable exactly by whom it is meant for
+    let mut admin = app.admin_conn().await;
+    let grants: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT p.proname::text, has_function_privilege('anon', p.oid, 'EXECUTE'), \
+                has_function_privilege('authenticated', p.oid, 'EXECUTE'), \
+                has_function_privilege('service_role', p.oid, 'EXECUTE') \
+           FROM pg_proc p WHERE p.pronamespace = 'booking'::regnamespace ORDER BY 1",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .expect("grants");
+    let user_fns = [
+        "availability",
+        "booking_json",
+        "cancel_booking",
+        "create_booking",
+        "me",
+        "remember_response",
+        "reschedule_booking",
+        "schema_version",
+        "set_display_name",
+    ];
+    let service_fns = [
+        "availability",
+        "booking_json",
+        "cancel_booking",
+        "reschedule_booking",
+        "schema_version",
+        "seats_in_use_beyond",
+    ];
+    for (name, anon, user, service) in &grants {
+        assert_eq!(*anon, name == "schema_version", "anon on {name}");
+        assert_eq!(
+            *user,
+            user_fns.contains(&name.as_str()),
+            "authenticated on {name}"
+        );
+        assert_eq!(
+            *service,
+            service_fns.contains(&name.as_str()),
+            "service_role on {name}"
+        );
+    }
+    admin.close().await.expect("close");
+
+    for sql in [
+        "SELECT nextval('booking.booking_events_id_seq')".to_string(),
+        format!("UPDATE booking.users SET display_name = '<script>' WHERE id = '{}'", a.id),
+        format!("INSERT INTO booking.idempotency_keys (user_id, key, fingerprint, response_status, response_body) VALUES ('{}', 'k', 'f', 200, 'x')", a.id),
+    ] {
+        refused(&sql, &attempt(&mut c, "authenticated", Some(a.id), &sql).await);
+    }
+    for bad in ["<script>", "a\u{85}b", "   "] {
+        let err = attempt(
+            &mut c,
+            "authenticated",
+            Some(a.id),
+            &format!("SELECT booking.set_display_name('{bad}')"),
+        )
+        .await;
+        assert!(err.contains("display_name"), "{bad:?}: {err}");
+    }
+    let err = attempt(
+        &mut c,
+        "authenticated",
+        Some(a.id),
+        "SELECT booking.remember_response('k', 'f', 200, 'x', '{\"set-cookie\": \"sid=1\"}')",
+    )
+    .await;
+    assert!(err.contains("not a response"), "{err}");
+    let v = call(
+        &mut c,
+        a.id,
+        &format!("SELECT booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00', E'a\\u0085b')"),
+    )
+    .await;
+    assert_eq!(
+        v["field"], "note",
+        "C1 controls are control characters: {v}"
+    );
+    c.close().await.expect("close");
+}
+
+/// A phone claimed by a user another issuer provisioned cannot be used to
+/// sign in here: that issuer vouched for it, not our code.
+#[tokio::test]
+async fn our_phone_sign_in_never_reaches_a_user_another_issuer_provisioned() {
+    let app = TestApp::spawn().await;
+    let mut c = app.login_conn().await;
+    let mut tx = c.begin().await.expect("begin");
+    let foreign = Uuid::new_v4();
+    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
+        .bind(json!({"sub": foreign, "role": "authenticated", "iss": "https://elsewhere.example/auth/v1", "phone": "14155550930"}).to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("scope");
+    let me: Value = sqlx::query_scalar("SELECT booking.me()")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("me");
+    tx.commit().await.expect("commit");
+    assert_eq!(me["phone"], "+14155550930");
+    c.close().await.expect("close");
+    let sent = app
+        .client
+        .post(app.url("/v1/auth/otp"))
+        .json(&json!({"phone": "+14155550930"}))
+        .send()
+        .await
+        .expect("otp");
+    let code = sent.json::<Value>().await.expect("json")["dev_code"]
+        .as_str()
+        .expect("echo mode")
+        .to_string();
+    let r = app
+        .client
+        .post(app.url("/v1/auth/verify"))
+        .json(&json!({"phone": "+14155550930", "code": code}))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(r.status(), 401);
+}

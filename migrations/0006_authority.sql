@@ -292,6 +292,49 @@ DROP FUNCTION booking.reschedule_booking(uuid, timestamptz, timestamptz, boolean
 DROP FUNCTION booking.cancel_booking(uuid, int);
 DROP FUNCTION booking.availability(uuid, timestamptz, timestamptz, int, timestamptz);
 
+-- What a write function returns, one row: the outcome — created, updated,
+-- unchanged (with the booking's columns), or not_found, invalid (with field
+-- and message), slot_taken, user_overlap, precondition_failed, forbidden,
+-- unauthenticated — as plain typed columns. The API's JSON is built by the
+-- server from these, so changing the API never needs a migration.
+CREATE TYPE booking.write_result AS (
+  outcome      text,
+  field        text,
+  message      text,
+  id           uuid,
+  resource_id  uuid,
+  user_id      uuid,
+  starts_at    timestamptz,
+  ends_at      timestamptz,
+  status       text,
+  note         text,
+  version      int,
+  created_at   timestamptz,
+  updated_at   timestamptz,
+  cancelled_at timestamptz
+);
+
+CREATE FUNCTION booking.refused(p_outcome text, p_problem jsonb DEFAULT NULL)
+  RETURNS booking.write_result
+  LANGUAGE sql IMMUTABLE
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+    SELECT ROW(p_outcome, p_problem ->> 'field', p_problem ->> 'message',
+               NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)::booking.write_result
+  $$;
+
+CREATE FUNCTION booking.written(p_outcome text, b booking.bookings)
+  RETURNS booking.write_result
+  LANGUAGE sql IMMUTABLE
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+    SELECT ROW(p_outcome, NULL, NULL, b.id, b.resource_id, b.user_id, lower(b.period), upper(b.period),
+               b.status, b.note, b.version, b.created_at, b.updated_at, b.cancelled_at)::booking.write_result
+  $$;
+
+-- The API's shape lives in the server now (see write_result).
+DROP FUNCTION booking.booking_json(booking.bookings);
+
 -- Note checks shared by create and reschedule (the HTTP layer says the same).
 CREATE FUNCTION booking.note_problem(p_note text) RETURNS jsonb
   LANGUAGE sql IMMUTABLE
@@ -315,7 +358,7 @@ CREATE FUNCTION booking.note_problem(p_note text) RETURNS jsonb
 -- snapshot under READ COMMITTED; REPEATABLE READ is refused).
 CREATE FUNCTION booking.create_booking(p_resource uuid, p_start timestamptz, p_end timestamptz,
                                        p_note text DEFAULT NULL)
-  RETURNS jsonb
+  RETURNS booking.write_result
   LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
   AS $$
@@ -331,18 +374,18 @@ DECLARE
   p tstzrange;
 BEGIN
   IF uid IS NULL OR booking.caller_is_service() THEN
-    RETURN '{"outcome": "unauthenticated"}';
+    RETURN booking.refused('unauthenticated');
   END IF;
   IF p_resource IS NULL OR p_start IS NULL OR p_end IS NULL THEN
-    RETURN '{"outcome": "invalid", "field": "start", "message": "resource_id, start and end are required"}';
+    RETURN booking.refused('invalid', '{"field": "start", "message": "resource_id, start and end are required"}');
   END IF;
   SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
   IF NOT FOUND THEN
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   problem := coalesce(booking.note_problem(p_note), booking.slot_problem(r, p_start, p_end, at));
   IF problem IS NOT NULL THEN
-    RETURN jsonb_build_object('outcome', 'invalid') || problem;
+    RETURN booking.refused('invalid', problem);
   END IF;
   p := tstzrange(p_start, p_end, '[)');
   PERFORM booking.require_fresh_snapshots();
@@ -352,8 +395,8 @@ BEGIN
   SELECT count(*) INTO n_active FROM booking.bookings
    WHERE user_id = uid AND status = 'confirmed' AND upper(period) > at;
   IF n_active >= cap THEN
-    RETURN jsonb_build_object('outcome', 'invalid', 'field', 'active_bookings', 'message',
-      format('you already hold %s active bookings (confirmed and not yet ended), the most allowed; cancel one first', cap));
+    RETURN booking.refused('invalid', jsonb_build_object('field', 'active_bookings', 'message',
+      format('you already hold %s active bookings (confirmed and not yet ended), the most allowed; cancel one first', cap)));
   END IF;
   FOR seat_no IN 1 .. r.capacity LOOP
     INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, note)
@@ -361,14 +404,14 @@ BEGIN
     ON CONFLICT DO NOTHING
     RETURNING * INTO b;
     IF FOUND THEN
-      RETURN jsonb_build_object('outcome', 'created', 'booking', booking.booking_json(b));
+      RETURN booking.written('created', b);
     END IF;
     IF seat_no = 1 AND EXISTS (SELECT 1 FROM booking.bookings
                                WHERE user_id = uid AND status = 'confirmed' AND period && p) THEN
-      RETURN '{"outcome": "user_overlap"}';
+      RETURN booking.refused('user_overlap');
     END IF;
   END LOOP;
-  RETURN '{"outcome": "slot_taken"}';
+  RETURN booking.refused('slot_taken');
 END
 $$;
 
@@ -383,7 +426,7 @@ $$;
 CREATE FUNCTION booking.reschedule_booking(p_id uuid, p_start timestamptz, p_end timestamptz,
                                            p_set_note boolean DEFAULT false, p_note text DEFAULT NULL,
                                            p_version int DEFAULT NULL)
-  RETURNS jsonb
+  RETURNS booking.write_result
   LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
   AS $$
@@ -399,49 +442,49 @@ DECLARE
   p tstzrange;
 BEGIN
   IF uid IS NULL AND NOT service THEN
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   IF p_start IS NULL OR p_end IS NULL THEN
-    RETURN '{"outcome": "invalid", "field": "start", "message": "start and end are required"}';
+    RETURN booking.refused('invalid', '{"field": "start", "message": "start and end are required"}');
   END IF;
   PERFORM booking.require_fresh_snapshots();
   -- who may act is decided before any lock is taken: a caller must not be
   -- able to hold a lock on someone else's booking
   SELECT * INTO b FROM booking.bookings WHERE id = p_id;
   IF NOT FOUND THEN
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   IF NOT service AND b.user_id IS DISTINCT FROM uid THEN
     IF EXISTS (SELECT 1 FROM booking.resources WHERE id = b.resource_id AND owner_id = uid) THEN
-      RETURN '{"outcome": "forbidden"}';
+      RETURN booking.refused('forbidden');
     END IF;
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
   IF p_version IS NOT NULL AND b.version <> p_version THEN
-    RETURN '{"outcome": "precondition_failed"}';
+    RETURN booking.refused('precondition_failed');
   END IF;
   IF b.status = 'cancelled' THEN
-    RETURN '{"outcome": "invalid", "field": "status", "message": "a cancelled booking cannot be rescheduled"}';
+    RETURN booking.refused('invalid', '{"field": "status", "message": "a cancelled booking cannot be rescheduled"}');
   END IF;
   SELECT * INTO r FROM booking.resources WHERE id = b.resource_id AND active;
   IF NOT FOUND THEN
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   IF p_set_note THEN
     problem := booking.note_problem(p_note);
     IF problem IS NOT NULL THEN
-      RETURN jsonb_build_object('outcome', 'invalid') || problem;
+      RETURN booking.refused('invalid', problem);
     END IF;
   END IF;
   p := tstzrange(p_start, p_end, '[)');
   IF b.period <> p THEN
     IF lower(b.period) <= at THEN
-      RETURN '{"outcome": "invalid", "field": "start", "message": "a booking that has started cannot be moved"}';
+      RETURN booking.refused('invalid', '{"field": "start", "message": "a booking that has started cannot be moved"}');
     END IF;
     problem := booking.slot_problem(r, p_start, p_end, at);
     IF problem IS NOT NULL THEN
-      RETURN jsonb_build_object('outcome', 'invalid') || problem;
+      RETURN booking.refused('invalid', problem);
     END IF;
   END IF;
   FOR seat_no IN SELECT s FROM generate_series(1, r.capacity) s ORDER BY s <> b.seat, s LOOP
@@ -451,15 +494,15 @@ BEGIN
              note = CASE WHEN p_set_note THEN p_note ELSE note END
        WHERE id = p_id
       RETURNING * INTO b;
-      RETURN jsonb_build_object('outcome', 'updated', 'booking', booking.booking_json(b));
+      RETURN booking.written('updated', b);
     EXCEPTION WHEN exclusion_violation THEN
       GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;
       IF cname = 'bookings_user_no_overlap' THEN
-        RETURN '{"outcome": "user_overlap"}';
+        RETURN booking.refused('user_overlap');
       END IF;
     END;
   END LOOP;
-  RETURN '{"outcome": "slot_taken"}';
+  RETURN booking.refused('slot_taken');
 END
 $$;
 
@@ -467,7 +510,7 @@ $$;
 -- booking's user, the resource's owner (staff) or the service role; anyone
 -- else gets not_found.
 CREATE FUNCTION booking.cancel_booking(p_id uuid, p_version int DEFAULT NULL)
-  RETURNS jsonb
+  RETURNS booking.write_result
   LANGUAGE plpgsql SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
   AS $$
@@ -480,17 +523,17 @@ BEGIN
   IF NOT FOUND OR NOT (booking.caller_is_service()
                        OR (uid IS NOT NULL AND (b.user_id = uid OR EXISTS (
                              SELECT 1 FROM booking.resources WHERE id = b.resource_id AND owner_id = uid)))) THEN
-    RETURN '{"outcome": "not_found"}';
+    RETURN booking.refused('not_found');
   END IF;
   SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
   IF b.status = 'cancelled' THEN
-    RETURN jsonb_build_object('outcome', 'unchanged', 'booking', booking.booking_json(b));
+    RETURN booking.written('unchanged', b);
   END IF;
   IF p_version IS NOT NULL AND b.version <> p_version THEN
-    RETURN '{"outcome": "precondition_failed"}';
+    RETURN booking.refused('precondition_failed');
   END IF;
   UPDATE booking.bookings SET status = 'cancelled' WHERE id = p_id RETURNING * INTO b;
-  RETURN jsonb_build_object('outcome', 'updated', 'booking', booking.booking_json(b));
+  RETURN booking.written('updated', b);
 END
 $$;
 
@@ -651,7 +694,6 @@ $$;
 -- function of the schema is executable by anyone not listed here.)
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC, anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.schema_version() TO anon, authenticated, service_role;
-GRANT EXECUTE ON FUNCTION booking.booking_json(booking.bookings) TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.me() TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.set_display_name(text) TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.remember_response(text, text, int, text, jsonb) TO authenticated;

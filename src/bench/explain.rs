@@ -48,7 +48,8 @@ fn as_user(user: Uuid, phone: &str) -> String {
 /// `db::bookings::list`): custom plan with literals, then the generic plan a
 /// long-lived pooled connection ends up using.
 pub async fn list(target: &ConnTarget, user: Uuid, phone: &str) -> anyhow::Result<String> {
-    let q = "SELECT booking.booking_json(b) FROM booking.bookings b WHERE true AND b.user_id = $1 ORDER BY lower(b.period), b.id LIMIT $2";
+    let cols = crate::db::bookings::BOOKING_COLUMNS;
+    let q = format!("SELECT {cols} FROM booking.bookings b WHERE true AND b.user_id = $1 ORDER BY lower(b.period), b.id LIMIT $2");
     let script = format!(
         "{}\\echo '-- custom plan (literals)'\n\
          EXPLAIN (ANALYZE, BUFFERS) {};\n\
@@ -56,12 +57,12 @@ pub async fn list(target: &ConnTarget, user: Uuid, phone: &str) -> anyhow::Resul
          SET LOCAL plan_cache_mode = force_generic_plan;\n\
          \\echo '-- generic plan (prepared statement, as a pooled connection runs it)'\n\
          EXPLAIN (ANALYZE, BUFFERS) EXECUTE l('{user}', 51);\n\
-         \\echo '-- diagnostic: the same rows and order, b.* instead of booking.booking_json(b)'\n\
+         \\echo '-- diagnostic: the same rows and order, b.* instead of the API columns'\n\
          EXPLAIN (ANALYZE, BUFFERS) {};\n\
          ROLLBACK;\n",
         as_user(user, phone),
         q.replace("$1", &format!("'{user}'")).replace("$2", "51"),
-        q.replace("booking.booking_json(b)", "b.*")
+        q.replace(cols, "b.*")
             .replace("$1", &format!("'{user}'"))
             .replace("$2", "51"),
     );

@@ -743,8 +743,8 @@ impl Report {
                     let _ = write!(
                         why,
                         "The query is an index scan of one user's rows, not a scan of the table (EXPLAIN below), \
-                         and runs in {} ms with the generic plan a pooled connection uses; the same rows without \
-                         `booking.booking_json(b)` take {} ms, so the per-row JSON function is {:.0}% of the query.",
+                         and runs in {} ms with the generic plan a pooled connection uses; the same rows as `b.*` \
+                         take {} ms, so computing the API's columns is {:.0}% of the query.",
                         ms(*generic),
                         ms(*bare),
                         100.0 * (1.0 - bare / generic.max(1e-9))

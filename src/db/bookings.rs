@@ -1,10 +1,12 @@
-//! Bookings. Writes go through the plpgsql functions of migration 0002 (one
-//! round trip each; rules, seats and history inside the database); reads are
-//! plain queries that RLS filters.
+//! Bookings. Writes go through the plpgsql functions of migration 0006 (one
+//! round trip each; rules, seats, the cap and history inside the database),
+//! which return one typed row (`booking.write_result`) read into [`Outcome`];
+//! reads are plain queries that RLS filters. The API's JSON is built here,
+//! from typed columns, never in SQL.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::types::Json;
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -24,10 +26,34 @@ impl Status {
             Status::Cancelled => "cancelled",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "confirmed" => Some(Status::Confirmed),
+            "cancelled" => Some(Status::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+impl sqlx::Type<Postgres> for Status {
+    fn type_info() -> PgTypeInfo {
+        <String as sqlx::Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Postgres> for Status {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let s = <&str as sqlx::Decode<Postgres>>::decode(value)?;
+        Status::parse(s).ok_or_else(|| format!("unknown booking status `{s}`").into())
+    }
 }
 
 /// A booking as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Booking {
     pub id: Uuid,
     pub resource_id: Uuid,
@@ -42,20 +68,103 @@ pub struct Booking {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-/// What a write function reported.
-#[derive(Debug, Deserialize)]
-pub struct Outcome {
-    pub outcome: String,
-    pub booking: Option<Booking>,
-    pub field: Option<String>,
-    pub message: Option<String>,
+/// The columns of a booking as the API shows it, for `SELECT … FROM booking.bookings b`.
+pub const BOOKING_COLUMNS: &str = "b.id, b.resource_id, b.user_id, lower(b.period) AS start, \
+     upper(b.period) AS \"end\", b.status, b.note, b.version, b.created_at, b.updated_at, b.cancelled_at";
+
+/// What a write function decided. Every outcome the database functions
+/// return is one of these; the handlers match them exhaustively.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Created(Booking),
+    Updated(Booking),
+    /// Cancelling a cancelled booking: nothing changed.
+    Unchanged(Booking),
+    NotFound,
+    /// A rule refused the request: which field, and why.
+    Invalid {
+        field: String,
+        message: String,
+    },
+    SlotTaken,
+    UserOverlap,
+    PreconditionFailed,
+    /// Staff may see and cancel bookings on their resources, not move them.
+    Forbidden,
+    /// No user in the claims (or the service role where a user must act).
+    Unauthenticated,
+}
+
+/// `booking.write_result`, as it comes from the database.
+#[derive(Debug, sqlx::FromRow)]
+struct WriteRow {
+    outcome: String,
+    field: Option<String>,
+    message: Option<String>,
+    id: Option<Uuid>,
+    resource_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    starts_at: Option<DateTime<Utc>>,
+    ends_at: Option<DateTime<Utc>>,
+    status: Option<Status>,
+    note: Option<String>,
+    version: Option<i32>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl WriteRow {
+    fn booking(self) -> Result<Booking, sqlx::Error> {
+        let missing = |c: &str| sqlx::Error::Decode(format!("write_result without {c}").into());
+        Ok(Booking {
+            id: self.id.ok_or_else(|| missing("id"))?,
+            resource_id: self.resource_id.ok_or_else(|| missing("resource_id"))?,
+            user_id: self.user_id.ok_or_else(|| missing("user_id"))?,
+            start: self.starts_at.ok_or_else(|| missing("starts_at"))?,
+            end: self.ends_at.ok_or_else(|| missing("ends_at"))?,
+            status: self.status.ok_or_else(|| missing("status"))?,
+            note: self.note,
+            version: self.version.ok_or_else(|| missing("version"))?,
+            created_at: self.created_at.ok_or_else(|| missing("created_at"))?,
+            updated_at: self.updated_at.ok_or_else(|| missing("updated_at"))?,
+            cancelled_at: self.cancelled_at,
+        })
+    }
+}
+
+impl TryFrom<WriteRow> for Outcome {
+    type Error = sqlx::Error;
+
+    fn try_from(r: WriteRow) -> Result<Outcome, sqlx::Error> {
+        Ok(match r.outcome.as_str() {
+            "created" => Outcome::Created(r.booking()?),
+            "updated" => Outcome::Updated(r.booking()?),
+            "unchanged" => Outcome::Unchanged(r.booking()?),
+            "not_found" => Outcome::NotFound,
+            "invalid" => Outcome::Invalid {
+                field: r.field.unwrap_or_else(|| "body".into()),
+                message: r.message.unwrap_or_else(|| "not acceptable".into()),
+            },
+            "slot_taken" => Outcome::SlotTaken,
+            "user_overlap" => Outcome::UserOverlap,
+            "precondition_failed" => Outcome::PreconditionFailed,
+            "forbidden" => Outcome::Forbidden,
+            "unauthenticated" => Outcome::Unauthenticated,
+            other => {
+                return Err(sqlx::Error::Decode(
+                    format!("unknown write outcome `{other}`").into(),
+                ))
+            }
+        })
+    }
 }
 
 async fn outcome(
-    q: sqlx::query::QueryScalar<'_, Postgres, Json<Outcome>, sqlx::postgres::PgArguments>,
+    q: sqlx::query::QueryAs<'_, Postgres, WriteRow, sqlx::postgres::PgArguments>,
     conn: &mut PgConnection,
 ) -> sqlx::Result<Outcome> {
-    Ok(q.fetch_one(conn).await?.0)
+    q.fetch_one(conn).await?.try_into()
 }
 
 /// Create as the caller. The database judges everything, against its own
@@ -67,7 +176,7 @@ pub async fn create(
     period: TimeRange,
     note: Option<&str>,
 ) -> sqlx::Result<Outcome> {
-    let q = sqlx::query_scalar("SELECT booking.create_booking($1, $2, $3, $4)")
+    let q = sqlx::query_as("SELECT * FROM booking.create_booking($1, $2, $3, $4)")
         .bind(resource_id)
         .bind(period.start())
         .bind(period.end())
@@ -82,7 +191,7 @@ pub async fn reschedule(
     note: Option<Option<&str>>,
     version: Option<i32>,
 ) -> sqlx::Result<Outcome> {
-    let q = sqlx::query_scalar("SELECT booking.reschedule_booking($1, $2, $3, $4, $5, $6)")
+    let q = sqlx::query_as("SELECT * FROM booking.reschedule_booking($1, $2, $3, $4, $5, $6)")
         .bind(id)
         .bind(period.start())
         .bind(period.end())
@@ -97,20 +206,19 @@ pub async fn cancel(
     id: Uuid,
     version: Option<i32>,
 ) -> sqlx::Result<Outcome> {
-    let q = sqlx::query_scalar("SELECT booking.cancel_booking($1, $2)")
+    let q = sqlx::query_as("SELECT * FROM booking.cancel_booking($1, $2)")
         .bind(id)
         .bind(version);
     outcome(q, conn).await
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Booking>> {
-    let row: Option<Json<Booking>> = sqlx::query_scalar(
-        "SELECT booking.booking_json(b) FROM booking.bookings b WHERE b.id = $1",
-    )
+    sqlx::query_as(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE b.id = $1"
+    ))
     .bind(id)
     .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|j| j.0))
+    .await
 }
 
 /// Filters of a list request. `user_id` restricts to one user's bookings.
@@ -130,8 +238,9 @@ pub struct ListFilter {
 /// knows whether there is a next page. `from`/`to` select bookings that
 /// overlap [from, to).
 pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Booking>> {
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new("SELECT booking.booking_json(b) FROM booking.bookings b WHERE true");
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE true"
+    ));
     if let Some(u) = f.user_id {
         q.push(" AND b.user_id = ").push_bind(u);
     }
@@ -156,8 +265,7 @@ pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<B
     }
     q.push(" ORDER BY lower(b.period), b.id LIMIT ")
         .push_bind(f.limit + 1);
-    let rows: Vec<Json<Booking>> = q.build_query_scalar().fetch_all(conn).await?;
-    Ok(rows.into_iter().map(|j| j.0).collect())
+    q.build_query_as().fetch_all(conn).await
 }
 
 /// One history entry.

@@ -97,25 +97,19 @@ pub fn booking_response(status: StatusCode, b: &Booking) -> Response {
 
 /// Turn a write function's outcome into the booking or the matching error.
 fn settle(out: Outcome) -> ApiResult<Booking> {
-    match (out.outcome.as_str(), out.booking) {
-        ("created" | "updated" | "unchanged", Some(b)) => Ok(b),
-        ("not_found", _) => Err(ApiError::NotFound),
-        ("slot_taken", _) => Err(ApiError::SlotTaken),
-        ("user_overlap", _) => Err(ApiError::UserOverlap),
-        ("precondition_failed", _) => Err(ApiError::PreconditionFailed),
-        ("forbidden", _) => Err(ApiError::Forbidden(
+    match out {
+        Outcome::Created(b) | Outcome::Updated(b) | Outcome::Unchanged(b) => Ok(b),
+        Outcome::NotFound => Err(ApiError::NotFound),
+        Outcome::SlotTaken => Err(ApiError::SlotTaken),
+        Outcome::UserOverlap => Err(ApiError::UserOverlap),
+        Outcome::PreconditionFailed => Err(ApiError::PreconditionFailed),
+        Outcome::Forbidden => Err(ApiError::Forbidden(
             "staff may see and cancel bookings on their resources, not move them".into(),
         )),
-        ("unauthenticated", _) => Err(ApiError::Forbidden(
+        Outcome::Unauthenticated => Err(ApiError::Forbidden(
             "this action needs a signed-in user".into(),
         )),
-        ("invalid", _) => Err(ApiError::validation(
-            out.field.unwrap_or_else(|| "start".into()),
-            out.message.unwrap_or_else(|| "not acceptable".into()),
-        )),
-        (other, _) => Err(ApiError::Internal(anyhow::anyhow!(
-            "unexpected outcome {other}"
-        ))),
+        Outcome::Invalid { field, message } => Err(ApiError::validation(field, message)),
     }
 }
 

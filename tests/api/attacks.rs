@@ -194,8 +194,8 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
     // --- functions: the old signatures with a caller-supplied clock are gone;
     // internals are not executable ---
     for sql in [
-        format!("SELECT booking.create_booking('{room}', '2027-06-02 10:30+00', '2027-06-02 11:30+00', NULL, '2020-01-01')"),
-        format!("SELECT booking.reschedule_booking('{a_booking}', '2027-06-02 10:30+00', '2027-06-02 11:30+00', false, NULL, NULL, '2020-01-01')"),
+        format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-02 10:30+00', '2027-06-02 11:30+00', NULL, '2020-01-01') r"),
+        format!("SELECT to_jsonb(r) FROM booking.reschedule_booking('{a_booking}', '2027-06-02 10:30+00', '2027-06-02 11:30+00', false, NULL, NULL, '2020-01-01') r"),
         format!("SELECT * FROM booking.availability('{room}', '2027-06-02', '2027-06-03', 60, '2020-01-01')"),
         "SELECT booking.clock()".to_string(),
         format!("SELECT booking.ensure_user('{}')", b.id),
@@ -207,7 +207,7 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
 
     // --- the write functions apply every rule, against the database clock ---
     let create =
-        |s: &str, e: &str| format!("SELECT booking.create_booking('{room}', '{s}', '{e}')");
+        |s: &str, e: &str| format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '{s}', '{e}') r");
     for (s, e, field) in [
         ("2027-06-02T10:10:00Z", "2027-06-02T11:10:00Z", "start"), // off the grid
         ("2027-06-02T18:00:00Z", "2027-06-02T19:00:00Z", "start"), // closed
@@ -233,7 +233,7 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
     let v = call(
         &mut c,
         a.id,
-        &format!("SELECT booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00', E'a\\x01b')"),
+        &format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00', E'a\\x01b') r"),
     )
     .await;
     assert_eq!(v["field"], "note", "{v}");
@@ -261,8 +261,8 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
 
     // --- B's rows: invisible, and no function touches them ---
     for sql in [
-        format!("SELECT booking.cancel_booking('{b_booking}')"),
-        format!("SELECT booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00')"),
+        format!("SELECT to_jsonb(r) FROM booking.cancel_booking('{b_booking}') r"),
+        format!("SELECT to_jsonb(r) FROM booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00') r"),
     ] {
         let v = call(&mut c, a.id, &sql).await;
         assert_eq!(v["outcome"], "not_found", "{sql}: {v}");
@@ -285,14 +285,14 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
     let v = call(
         &mut c,
         a.id,
-        &format!("SELECT booking.reschedule_booking('{a_booking}', '2027-06-09 09:00+00', '2027-06-09 10:00+00')"),
+        &format!("SELECT to_jsonb(r) FROM booking.reschedule_booking('{a_booking}', '2027-06-09 09:00+00', '2027-06-09 10:00+00') r"),
     )
     .await;
     assert_eq!(v["outcome"], "invalid", "{v}");
     let v = call(
         &mut c,
         a.id,
-        &format!("SELECT booking.reschedule_booking('{a_booking}', '2027-06-02 09:00+00', '2027-06-02 10:00+00', true, 'running late')"),
+        &format!("SELECT to_jsonb(r) FROM booking.reschedule_booking('{a_booking}', '2027-06-02 09:00+00', '2027-06-02 10:00+00', true, 'running late') r"),
     )
     .await;
     assert_eq!(v["outcome"], "updated", "a note may still change: {v}");
@@ -303,9 +303,9 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
         "SELECT * FROM booking.users".to_string(),
         "SELECT * FROM booking.resources".to_string(),
         format!(
-            "SELECT booking.create_booking('{room}', '2027-06-03 13:00+00', '2027-06-03 14:00+00')"
+            "SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-03 13:00+00', '2027-06-03 14:00+00') r"
         ),
-        format!("SELECT booking.cancel_booking('{b_booking}')"),
+        format!("SELECT to_jsonb(r) FROM booking.cancel_booking('{b_booking}') r"),
         "SELECT booking.me()".to_string(),
         format!("SELECT * FROM booking.availability('{room}', '2027-06-02', '2027-06-03', 60)"),
     ] {
@@ -318,7 +318,7 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
         "UPDATE booking.schema_migrations SET checksum = 'x'".to_string(),
         "DELETE FROM booking.schema_migrations".to_string(),
         format!("UPDATE booking.bookings SET blocked = 'empty' WHERE id = '{b_booking}'"),
-        format!("SELECT booking.create_booking('{room}', '2027-06-03 13:00+00', '2027-06-03 14:00+00')"),
+        format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-03 13:00+00', '2027-06-03 14:00+00') r"),
     ] {
         refused(&sql, &attempt(&mut c, "service_role", None, &sql).await);
     }
@@ -409,7 +409,7 @@ async fn the_reviews_findings_stay_closed() {
         .await
         .expect("sleep");
     let v: Value = sqlx::query_scalar(&format!(
-        "SELECT booking.create_booking('{room}', '2027-06-01 10:00+00', '2027-06-01 11:00+00')"
+        "SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-01 10:00+00', '2027-06-01 11:00+00') r"
     ))
     .fetch_one(&mut *tx)
     .await
@@ -431,7 +431,7 @@ async fn the_reviews_findings_stay_closed() {
         .await
         .expect("scope");
     let err = sqlx::query(&format!(
-        "SELECT booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00')"
+        "SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00') r"
     ))
     .execute(&mut *tx)
     .await
@@ -441,13 +441,13 @@ async fn the_reviews_findings_stay_closed() {
 
     // A calling cancel on B's booking takes no lock on it: B still cancels at once
     let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
-    let v: Value = sqlx::query_scalar(&format!("SELECT booking.cancel_booking('{b_booking}')"))
+    let v: Value = sqlx::query_scalar(&format!("SELECT to_jsonb(r) FROM booking.cancel_booking('{b_booking}') r"))
         .fetch_one(&mut *tx)
         .await
         .expect("cancel fn");
     assert_eq!(v["outcome"], "not_found");
     let v: Value = sqlx::query_scalar(&format!(
-        "SELECT booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00')"
+        "SELECT to_jsonb(r) FROM booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00') r"
     ))
     .fetch_one(&mut *tx)
     .await
@@ -534,7 +534,7 @@ async fn the_reviews_findings_stay_closed() {
     let v = call(
         &mut c,
         a.id,
-        &format!("SELECT booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00', E'a\\u0085b')"),
+        &format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '2027-06-03 10:00+00', '2027-06-03 11:00+00', E'a\\u0085b') r"),
     )
     .await;
     assert_eq!(

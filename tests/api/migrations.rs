@@ -181,8 +181,9 @@ async fn a_database_of_the_first_release_upgrades_in_place_with_its_data() {
         .expect("scope");
     let id2 = second["booking"]["id"].as_str().expect("id").to_string();
     let v: serde_json::Value = sqlx::query_scalar(
-        "SELECT booking.reschedule_booking($1::uuid, lower(b.period), upper(b.period), true, 'kept') \
-         FROM booking.bookings b WHERE b.id = $1::uuid",
+        "SELECT to_jsonb(r) FROM booking.bookings b, \
+           booking.reschedule_booking($1::uuid, lower(b.period), upper(b.period), true, 'kept') r \
+         WHERE b.id = $1::uuid",
     )
     .bind(&id2)
     .fetch_one(&mut *tx)

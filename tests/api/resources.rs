@@ -1474,7 +1474,7 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
     let mut tx = scoped(&mut conn, owner2.id).await;
-    let out: Value = sqlx::query_scalar("SELECT booking.cancel_booking($1)")
+    let out: Value = sqlx::query_scalar("SELECT to_jsonb(r) FROM booking.cancel_booking($1) r")
         .bind(id)
         .fetch_one(&mut *tx)
         .await
@@ -1511,7 +1511,7 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
     // the move through the function is refused as well
     let mut tx = scoped(&mut conn, owner1.id).await;
     let out: Value = sqlx::query_scalar(
-        "SELECT booking.reschedule_booking($1, '2027-06-03T11:00:00Z', '2027-06-03T12:00:00Z')",
+        "SELECT to_jsonb(r) FROM booking.reschedule_booking($1, '2027-06-03T11:00:00Z', '2027-06-03T12:00:00Z') r",
     )
     .bind(id)
     .fetch_one(&mut *tx)
@@ -1521,7 +1521,7 @@ async fn raw_sql_as_staff_sees_and_cancels_but_cannot_move_and_other_staff_see_n
     tx.rollback().await.expect("rollback");
     // cancelling works
     let mut tx = scoped(&mut conn, owner1.id).await;
-    let out: Value = sqlx::query_scalar("SELECT booking.cancel_booking($1)")
+    let out: Value = sqlx::query_scalar("SELECT to_jsonb(r) FROM booking.cancel_booking($1) r")
         .bind(id)
         .fetch_one(&mut *tx)
         .await

@@ -154,7 +154,8 @@ pub struct Layout {
 
 /// Bulk-load bookings as the owner with triggers skipped
 /// (`session_replication_role = replica`): `blocked` (the period widened by
-/// the buffer), version, status and timestamps are written here. The
+/// the buffer, which `bookings_blocked_derived` checks), the buffer, version,
+/// status and timestamps are written here. The
 /// exclusion constraints are not triggers: they still check every row.
 pub async fn load_bookings(conn: &mut PgConnection, l: &Layout, label: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -162,11 +163,11 @@ pub async fn load_bookings(conn: &mut PgConnection, l: &Layout, label: &str) -> 
         "layout needs at least as many users as resources"
     );
     let sql = format!(
-        "INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, status, version, created_at, updated_at) \
+        "INSERT INTO booking.bookings (resource_id, user_id, period, blocked, buffer_minutes, seat, status, version, created_at, updated_at) \
          SELECT {}::uuid, {}::uuid, \
                 tstzrange(x.s, x.s + make_interval(mins => $7), '[)'), \
                 tstzrange(x.s, x.s + make_interval(mins => $7 + $8), '[)'), \
-                1, 'confirmed', 1, now(), now() \
+                $8, 1, 'confirmed', 1, now(), now() \
            FROM generate_series($5::bigint, $6::bigint) AS j, \
                 LATERAL (SELECT $9::timestamptz + make_interval(mins => ((j / $2::bigint) * $10::bigint)::int) AS s) AS x",
         resource_sql("$1::bigint + j % $2::bigint"),

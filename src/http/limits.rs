@@ -238,12 +238,15 @@ impl Limiter {
 struct InFlight {
     total: usize,
     per_user: HashMap<Uuid, usize>,
+    /// Users with an expensive request (availability) in progress: one each.
+    heavy: std::collections::HashSet<Uuid>,
 }
 
 /// A place taken in [`InFlight`], given back on drop.
 struct InFlightGuard {
     table: Arc<Mutex<InFlight>>,
     user: Option<Uuid>,
+    heavy: bool,
 }
 
 impl Drop for InFlightGuard {
@@ -257,8 +260,17 @@ impl Drop for InFlightGuard {
                     t.per_user.remove(&u);
                 }
             }
+            if self.heavy {
+                t.heavy.remove(&u);
+            }
         }
     }
+}
+
+/// Requests whose cost grows with their range (availability computes up to
+/// 3000 candidate starts): one user may have one of them in progress.
+pub fn is_heavy(path: &str) -> bool {
+    path.ends_with("/availability")
 }
 
 /// Why a request was not admitted.
@@ -292,23 +304,31 @@ impl Limits {
         }
     }
 
-    fn enter(&self, user: Option<Uuid>) -> Result<InFlightGuard, Refusal> {
+    fn enter(&self, user: Option<Uuid>, heavy: bool) -> Result<InFlightGuard, Refusal> {
         let c = &self.state.config;
         let mut t = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if t.total >= c.max_in_flight as usize {
             return Err(Refusal::Busy);
         }
+        let heavy = heavy && user.is_some();
         if let Some(u) = user {
+            if heavy && t.heavy.contains(&u) {
+                return Err(Refusal::UserInFlight);
+            }
             let n = t.per_user.entry(u).or_default();
             if *n >= c.max_in_flight_per_user as usize {
                 return Err(Refusal::UserInFlight);
             }
             *n += 1;
+            if heavy {
+                t.heavy.insert(u);
+            }
         }
         t.total += 1;
         Ok(InFlightGuard {
             table: self.in_flight.clone(),
             user,
+            heavy,
         })
     }
 }
@@ -333,8 +353,9 @@ fn bearer(req: &Request) -> Option<&str> {
 /// The layer, in front of every `/v1/` route:
 /// 1. at most `BOOKING_MAX_IN_FLIGHT` requests in progress on this instance
 ///    (else 503 + `Retry-After` at once, before the pool's queue times out);
-/// 2. at most `BOOKING_MAX_IN_FLIGHT_PER_USER` of one user's (else 429), so
-///    one caller's slow or expensive requests cannot hold every connection;
+/// 2. at most `BOOKING_MAX_IN_FLIGHT_PER_USER` of one user's, and one of
+///    their availability answers (else 429), so one caller's slow or
+///    expensive requests cannot hold every connection or every core;
 /// 3. with `BOOKING_RATE_LIMITS=on`, the write and read rates per user and
 ///    per address (429 + `Retry-After`).
 ///
@@ -347,7 +368,7 @@ pub async fn admit(State(l): State<Limits>, req: Request, next: Next) -> Respons
     let who = bearer(&req).and_then(|t| l.state.keys.verify(t).ok());
     let service = who.as_ref().is_some_and(|w| w.is_service());
     let user = who.filter(|w| !w.is_service()).map(|w| w.user_id);
-    let _guard = match l.enter(user) {
+    let _guard = match l.enter(user, is_heavy(path)) {
         Ok(g) => g,
         Err(Refusal::Busy) => {
             metrics::counter!("load_shed_total", "reason" => "in_flight").increment(1);
@@ -365,7 +386,7 @@ pub async fn admit(State(l): State<Limits>, req: Request, next: Next) -> Respons
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!(
-                    "you already have {} requests in progress; wait for one to finish",
+                    "you already have {} requests (or an availability answer) in progress; wait for one to finish",
                     l.state.config.max_in_flight_per_user
                 ),
                 None,

@@ -206,8 +206,9 @@ async fn user_a_through_the_direct_sql_door_cannot_break_a_rule_or_touch_b() {
     }
 
     // --- the write functions apply every rule, against the database clock ---
-    let create =
-        |s: &str, e: &str| format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '{s}', '{e}') r");
+    let create = |s: &str, e: &str| {
+        format!("SELECT to_jsonb(r) FROM booking.create_booking('{room}', '{s}', '{e}') r")
+    };
     for (s, e, field) in [
         ("2027-06-02T10:10:00Z", "2027-06-02T11:10:00Z", "start"), // off the grid
         ("2027-06-02T18:00:00Z", "2027-06-02T19:00:00Z", "start"), // closed
@@ -441,10 +442,12 @@ async fn the_reviews_findings_stay_closed() {
 
     // A calling cancel on B's booking takes no lock on it: B still cancels at once
     let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
-    let v: Value = sqlx::query_scalar(&format!("SELECT to_jsonb(r) FROM booking.cancel_booking('{b_booking}') r"))
-        .fetch_one(&mut *tx)
-        .await
-        .expect("cancel fn");
+    let v: Value = sqlx::query_scalar(&format!(
+        "SELECT to_jsonb(r) FROM booking.cancel_booking('{b_booking}') r"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .expect("cancel fn");
     assert_eq!(v["outcome"], "not_found");
     let v: Value = sqlx::query_scalar(&format!(
         "SELECT to_jsonb(r) FROM booking.reschedule_booking('{b_booking}', '2027-06-02 15:00+00', '2027-06-02 16:00+00') r"

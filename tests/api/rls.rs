@@ -73,11 +73,12 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
     let mut tx = scoped(&mut conn, Some(a.id)).await;
-    let cancelled: Value = sqlx::query_scalar("SELECT to_jsonb(r) FROM booking.cancel_booking($1, NULL) r")
-        .bind(b_booking)
-        .fetch_one(&mut *tx)
-        .await
-        .expect("cancel fn");
+    let cancelled: Value =
+        sqlx::query_scalar("SELECT to_jsonb(r) FROM booking.cancel_booking($1, NULL) r")
+            .bind(b_booking)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("cancel fn");
     assert_eq!(cancelled["outcome"], "not_found");
     tx.rollback().await.expect("rollback");
 

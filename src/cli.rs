@@ -4,10 +4,10 @@ use clap::{Parser, Subcommand};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::auth::Role;
 use crate::config::Config;
 use crate::db::{users, Db};
 use crate::domain::Phone;
+use crate::identity::Role;
 use crate::startup::{shutdown_signal, Application, Backend};
 
 #[derive(Debug, Parser)]
@@ -41,19 +41,12 @@ pub enum Command {
     },
     /// Drive servers with many concurrent users, then check the invariants in SQL.
     Simulate(crate::simulate::SimulateArgs),
-    /// Benchmark: pgbench's ceiling vs the API, at two table sizes; writes BENCHMARKS.md.
-    ///
-    /// Without DATABASE_URL everything runs in a private cluster in a temporary directory,
-    /// removed at the end. With DATABASE_URL (a superuser login) the bench writes its users,
-    /// resources and a million bookings into that database: use a throw-away one.
-    Bench(crate::bench::BenchArgs),
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Simulate(args) => crate::simulate::run(args, config).await,
-        Command::Bench(args) => crate::bench::run(args, config).await,
         Command::Migrate => {
             let backend = Backend::open(&config).await?;
             tracing::info!("migrations are current");
@@ -86,12 +79,12 @@ async fn mint(
     phone: Option<Phone>,
     ttl: i64,
 ) -> anyhow::Result<String> {
-    let keys = crate::auth::jwt::Keys::new(&backend.jwt_secret, &config.jwt_issuers);
+    let keys = crate::identity::jwt::Keys::new(&backend.jwt_secret, &config.jwt_issuers);
     match phone {
         None => keys.mint(uuid::Uuid::nil(), Role::Service, None, None, ttl),
         Some(phone) => {
             let db = Db::connect_lazy(backend.serve.clone(), 1);
-            let mut tx = db.begin(&crate::auth::Identity::service()).await?;
+            let mut tx = db.begin(&crate::identity::Identity::service()).await?;
             let (user, _) = users::get_or_create(tx.conn(), &phone, None).await?;
             tx.commit().await?;
             db.close().await;

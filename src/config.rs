@@ -37,7 +37,9 @@ pub enum LogFormat {
     Pretty,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` is written by hand below: the JWT secret and the passwords in the
+/// database URLs never reach a log line.
+#[derive(Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub database_url: Option<String>,
@@ -250,6 +252,53 @@ impl Config {
     }
 }
 
+/// A URL with its password replaced by `***`.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparsable URL>".into(),
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field(
+                "serve_database_url",
+                &self.serve_database_url.as_deref().map(redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("jwt_issuers", &self.jwt_issuers)
+            .field("otp_delivery", &self.otp_delivery)
+            .field("rate_limits", &self.rate_limits)
+            .field("log_format", &self.log_format)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("refresh_token_ttl_secs", &self.refresh_token_ttl_secs)
+            .field("auth_rate_limit", &self.auth_rate_limit)
+            .field("max_active_bookings", &self.max_active_bookings)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("write_rate_per_minute", &self.write_rate_per_minute)
+            .field("write_rate_per_minute_ip", &self.write_rate_per_minute_ip)
+            .field("read_rate_per_minute", &self.read_rate_per_minute)
+            .field("read_rate_per_minute_ip", &self.read_rate_per_minute_ip)
+            .field("max_in_flight_per_user", &self.max_in_flight_per_user)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("refresh_reuse_secs", &self.refresh_reuse_secs)
+            .finish()
+    }
+}
+
 fn int_var(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -315,6 +364,22 @@ mod tests {
             assert_eq!(e.var, k);
             assert!(e.to_string().starts_with(k));
         }
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = parse(&[
+            ("DATABASE_URL", "postgres://owner:hunter2@db.example/x"),
+            (
+                "BOOKING_JWT_SECRET",
+                "a-very-secret-jwt-secret-of-32-bytes-or-more",
+            ),
+        ])
+        .expect("config");
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("a-very-secret"), "{text}");
+        assert!(text.contains("owner"), "{text}");
     }
 
     #[test]

@@ -125,13 +125,45 @@ impl ApiError {
     }
 }
 
+/// SQLSTATE and constraint name of a database error, if it is one.
+pub fn db_error_parts(e: &sqlx::Error) -> Option<(String, Option<String>)> {
+    match e {
+        sqlx::Error::Database(d) => Some((
+            d.code().map(|c| c.to_string()).unwrap_or_default(),
+            d.constraint().map(str::to_string),
+        )),
+        _ => None,
+    }
+}
+
+/// The failures worth retrying as a whole transaction (nothing of it was
+/// committed): serialization failures, deadlocks, lock timeouts, and the
+/// connection and shutdown classes (the database restarting, a connection
+/// closed or refused). The label is what `booking_db_retries_total` counts.
+pub fn transient(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            Some("40001") => Some("40001"),
+            Some("40P01") => Some("40P01"),
+            Some("55P03") => Some("55P03"),
+            Some("57P01") => Some("57P01"),
+            Some("57P02") => Some("57P02"),
+            Some("57P03") => Some("57P03"),
+            Some(c) if c.starts_with("08") => Some("08"),
+            _ => None,
+        },
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => Some("connection"),
+        _ => None,
+    }
+}
+
 /// A database error by SQLSTATE and constraint name. Integrity errors the
 /// caller can fix are 4xx; connection- and shutdown-class failures (the
 /// database restarting, a connection lost, the pool exhausted) are 503 with
 /// `Retry-After`; anything else is a bug and a 500.
 fn classify_db(e: &sqlx::Error) -> (StatusCode, &'static str, Option<u64>) {
     let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable", Some(1));
-    match crate::db::db_error_parts(e) {
+    match db_error_parts(e) {
         Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
             ("23P01", Some("bookings_no_overlap")) => (StatusCode::CONFLICT, "slot_taken", None),
             ("23P01", Some("bookings_user_no_overlap")) => {
@@ -147,16 +179,18 @@ fn classify_db(e: &sqlx::Error) -> (StatusCode, &'static str, Option<u64>) {
             ("23514" | "23502" | "22023" | "54000", _) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", None)
             }
-            ("40001" | "40P01" | "55P03" | "57014" | "53300" | "53400", _) => unavailable,
+            // retried first (see `transient`); then, like a statement timeout
+            // (57014) or a full server (53300, 53400), an honest 503
+            _ if transient(e).is_some() => unavailable,
+            ("57014" | "53300" | "53400", _) => unavailable,
             (c, _) if c.starts_with("08") || c.starts_with("57") => unavailable,
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         },
         None => match e {
+            _ if transient(e).is_some() => unavailable,
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => unavailable,
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal", None),
         },
@@ -166,7 +200,7 @@ fn classify_db(e: &sqlx::Error) -> (StatusCode, &'static str, Option<u64>) {
 /// What a client-side database error tells the caller (never the database's
 /// own message, which may name tables or values).
 fn db_client_detail(e: &sqlx::Error) -> String {
-    match crate::db::db_error_parts(e) {
+    match db_error_parts(e) {
         Some((code, constraint)) => match (code.as_str(), constraint.as_deref()) {
             ("23503", Some("bookings_resource_id_fkey")) => "no such active resource".into(),
             ("23503", Some("resources_owner_id_fkey")) => "owner_id: no such user".into(),

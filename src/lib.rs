@@ -13,8 +13,6 @@
 //!   construction (phone numbers, periods, opening hours).
 //! - [`http`]: the REST API (problem+json errors, OpenAPI); [`startup`]: wiring.
 
-pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -22,6 +20,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod pg;
 pub mod simulate;
 pub mod startup;

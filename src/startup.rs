@@ -12,10 +12,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-use crate::auth::jwt::Keys;
 use crate::config::Config;
 use crate::db::{migrate, Db};
 use crate::http::{self, AppState, Clock};
+use crate::identity::jwt::Keys;
 use crate::pg::{self, Cluster, StartOptions};
 
 /// Where the data lives and how to log in to it.
@@ -214,7 +214,7 @@ impl Application {
         let header_timeout =
             Duration::from_secs(self.state.config.header_read_timeout_secs.max(1) as u64);
         let mut server = tokio::spawn(serve_http(self.listener, self.router, header_timeout, rx));
-        let sweeper = http::idempotency::spawn_sweeper(self.state.clone());
+        let maintenance = http::maintenance::spawn(self.state.clone());
         tokio::select! {
             res = &mut server => { res?; }
             _ = shutdown => {
@@ -226,7 +226,7 @@ impl Application {
                 }
             }
         }
-        sweeper.abort();
+        maintenance.abort();
         self.state.db.close().await;
         Ok(())
     }

@@ -4,15 +4,15 @@
 //! connection — and passes `&mut PgConnection` to the small functions of the
 //! per-table modules. There is no way to reach the pool unscoped from a handler.
 
-pub mod auth;
 pub mod bookings;
 pub mod idempotency;
 pub mod migrate;
 pub mod resources;
 pub mod retry;
+pub mod signin;
 pub mod users;
 
-use crate::auth::Identity;
+use crate::identity::Identity;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::time::Duration;
@@ -108,16 +108,5 @@ impl Scoped {
                 Err(crate::error::ApiError::Unavailable { retry_after: 1 })
             }
         }
-    }
-}
-
-/// SQLSTATE and constraint name of a database error, if it is one.
-pub fn db_error_parts(e: &sqlx::Error) -> Option<(String, Option<String>)> {
-    match e {
-        sqlx::Error::Database(d) => Some((
-            d.code().map(|c| c.to_string()).unwrap_or_default(),
-            d.constraint().map(str::to_string),
-        )),
-        _ => None,
     }
 }

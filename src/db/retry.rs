@@ -13,20 +13,11 @@ use std::time::Duration;
 
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// The SQLSTATE (or kind) of a transient failure, if `e` is one.
+/// The SQLSTATE (or kind) of a transient failure, if `e` is one (the list
+/// lives beside the error mapping: `error::transient`).
 pub fn is_transient(e: &ApiError) -> Option<&'static str> {
     match e {
-        ApiError::Database(sqlx::Error::Database(d)) => match d.code().as_deref() {
-            Some("40001") => Some("40001"),
-            Some("40P01") => Some("40P01"),
-            Some("55P03") => Some("55P03"),
-            Some("57P01") => Some("57P01"),
-            Some("57P02") => Some("57P02"),
-            Some("57P03") => Some("57P03"),
-            Some(c) if c.starts_with("08") => Some("08"),
-            _ => None,
-        },
-        ApiError::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => Some("connection"),
+        ApiError::Database(d) => crate::error::transient(d),
         _ => None,
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::extract::{double_option, Auth, IfMatch, Json, PathId, Query, Service, User};
+use super::extract::{double_option, Admin, Caller, IfMatch, Json, PathId, Query, SignedIn};
 use super::idempotency::{self, fingerprint, IdempotencyKey};
 use super::AppState;
 use crate::db::bookings::{self, Booking, Event, ListFilter, Outcome, Status};
@@ -142,7 +142,7 @@ fn outcome_label(r: &ApiResult<Booking>) -> &'static str {
     security(("bearer" = [])))]
 pub async fn create(
     State(st): State<AppState>,
-    User(who): User,
+    SignedIn(who): SignedIn,
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<CreateBooking>,
 ) -> ApiResult<Response> {
@@ -298,7 +298,11 @@ fn parse_list_query(q: &ListQuery, allow_user: bool) -> ApiResult<ListFilter> {
     }
 }
 
-async fn page(st: &AppState, who: &crate::auth::Identity, f: ListFilter) -> ApiResult<BookingPage> {
+async fn page(
+    st: &AppState,
+    who: &crate::identity::Identity,
+    f: ListFilter,
+) -> ApiResult<BookingPage> {
     let mut tx = st.db.begin(who).await?;
     let mut items = bookings::list(tx.conn(), &f).await?;
     tx.commit().await?;
@@ -319,7 +323,7 @@ async fn page(st: &AppState, who: &crate::auth::Identity, f: ListFilter) -> ApiR
     security(("bearer" = [])))]
 pub async fn list(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<BookingPage>> {
     let mut f = parse_list_query(&q, false)?;
@@ -337,7 +341,7 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn admin_list(
     State(st): State<AppState>,
-    Service(who): Service,
+    Admin(who): Admin,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<BookingPage>> {
     let f = parse_list_query(&q, true)?;
@@ -351,7 +355,7 @@ pub async fn admin_list(
     security(("bearer" = [])))]
 pub async fn get(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     let mut tx = st.db.begin(&who).await?;
@@ -377,7 +381,7 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn reschedule(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
     if_match: Result<IfMatch, ApiError>,
     IdempotencyKey(key): IdempotencyKey,
@@ -417,7 +421,7 @@ pub async fn reschedule(
     security(("bearer" = [])))]
 pub async fn cancel(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
     IfMatch(version): IfMatch,
     IdempotencyKey(key): IdempotencyKey,
@@ -464,7 +468,7 @@ pub struct HistoryQuery {
     security(("bearer" = [])))]
 pub async fn history(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<axum::Json<History>> {

@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::auth::Identity;
 use crate::error::{ApiError, FieldError};
+use crate::identity::Identity;
 
 /// A JSON body, the one extractor every route uses: the body must be a JSON
 /// object (an array, a string, a number or `null` is 400 — serde would
@@ -194,76 +194,73 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
 }
 
 /// The verified caller (any role). Missing or bad token: 401.
-pub struct Auth(pub Identity);
+pub struct Caller(pub Identity);
 
-impl FromRequestParts<AppState> for Auth {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-        let value = value
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("invalid authorization header".into()))?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => {
-                return Err(ApiError::Unauthorized(
-                    "expected `Authorization: Bearer <token>`".into(),
-                ))
+        let bearer = match parts.extensions.get::<super::middleware::Bearer>() {
+            Some(b) => b.clone(),
+            None => super::middleware::Bearer::of(&parts.headers, &state.keys),
+        };
+        let who = match bearer {
+            super::middleware::Bearer::Valid(who) => who,
+            super::middleware::Bearer::Missing => {
+                return Err(ApiError::Unauthorized("a bearer token is required".into()))
+            }
+            super::middleware::Bearer::Malformed(m) => {
+                return Err(ApiError::Unauthorized(m.into()))
+            }
+            super::middleware::Bearer::Invalid => {
+                return Err(ApiError::Unauthorized("invalid or expired token".into()))
             }
         };
-        let who = state.keys.verify(token).map_err(|e| {
-            tracing::debug!(reason = %e, "token refused");
-            ApiError::Unauthorized("invalid or expired token".into())
-        })?;
         super::middleware::record_user(who.user_id);
-        Ok(Auth(who))
+        Ok(Caller(who))
     }
 }
 
 /// The caller, who must be a signed-in user (not the service role).
-pub struct User(pub Identity);
+pub struct SignedIn(pub Identity);
 
-impl FromRequestParts<AppState> for User {
+impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Auth(who) = Auth::from_request_parts(parts, state).await?;
+        let Caller(who) = Caller::from_request_parts(parts, state).await?;
         if who.is_service() {
             return Err(ApiError::Forbidden(
                 "this route acts for a user; use a user token".into(),
             ));
         }
-        Ok(User(who))
+        Ok(SignedIn(who))
     }
 }
 
 /// The caller, who must be the service role (admin routes). A user token: 403.
-pub struct Service(pub Identity);
+pub struct Admin(pub Identity);
 
-impl FromRequestParts<AppState> for Service {
+impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Auth(who) = Auth::from_request_parts(parts, state).await?;
+        let Caller(who) = Caller::from_request_parts(parts, state).await?;
         if !who.is_service() {
             return Err(ApiError::Forbidden(
                 "this route needs the service role".into(),
             ));
         }
-        Ok(Service(who))
+        Ok(Admin(who))
     }
 }
 

@@ -24,10 +24,10 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::AppState;
-use crate::auth::Identity;
 use crate::db::idempotency as store;
 use crate::db::retry;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::Identity;
 
 /// The `Idempotency-Key` header: 1-255 printable ASCII characters, else 400.
 pub struct IdempotencyKey(pub Option<String>);
@@ -197,19 +197,4 @@ pub async fn sweep_expired(st: &AppState) -> ApiResult<u64> {
             return Ok(total);
         }
     }
-}
-
-/// Background sweep every ten minutes (cheap: an index range scan).
-pub fn spawn_sweeper(st: AppState) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-        loop {
-            tick.tick().await;
-            match sweep_expired(&st).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired idempotency keys swept"),
-                Err(e) => tracing::warn!(error = %e, "idempotency sweep failed"),
-            }
-        }
-    })
 }

@@ -27,7 +27,7 @@
 //!   address).
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::collections::HashMap;
@@ -172,6 +172,16 @@ impl From<IpAddr> for IpKey {
                 let s = v6.segments();
                 IpKey::V6Net([s[0], s[1], s[2], s[3]])
             }
+        }
+    }
+}
+
+/// As counters name it: `203.0.113.7`, `2001:db8:1:2::/64`.
+impl std::fmt::Display for IpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IpKey::V4(o) => write!(f, "{}", std::net::Ipv4Addr::from(*o)),
+            IpKey::V6Net(s) => write!(f, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]),
         }
     }
 }
@@ -342,14 +352,6 @@ pub fn is_limited_write(method: &Method, path: &str) -> bool {
         && !path.starts_with("/v1/auth/")
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    match v.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
-        _ => None,
-    }
-}
-
 /// The layer, in front of every `/v1/` route:
 /// 1. at most `BOOKING_MAX_IN_FLIGHT` requests in progress on this instance
 ///    (else 503 + `Retry-After` at once, before the pool's queue times out);
@@ -365,7 +367,10 @@ pub async fn admit(State(l): State<Limits>, req: Request, next: Next) -> Respons
     if !path.starts_with("/v1/") {
         return next.run(req).await;
     }
-    let who = bearer(&req).and_then(|t| l.state.keys.verify(t).ok());
+    let who = req
+        .extensions()
+        .get::<super::middleware::Bearer>()
+        .and_then(|b| b.identity().cloned());
     let service = who.as_ref().is_some_and(|w| w.is_service());
     let user = who.filter(|w| !w.is_service()).map(|w| w.user_id);
     let _guard = match l.enter(user, is_heavy(path)) {
@@ -502,6 +507,11 @@ mod tests {
         let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
         assert_eq!(IpKey::from(a), IpKey::from(b));
         assert_ne!(IpKey::from(a), IpKey::from(c));
+        assert_eq!(IpKey::from(a).to_string(), "2001:db8:1:2::/64");
+        assert_eq!(
+            IpKey::from(IpAddr::from([10, 0, 0, 1])).to_string(),
+            "10.0.0.1"
+        );
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("ip");
         assert_eq!(
             IpKey::from(mapped),

@@ -25,6 +25,59 @@ tokio::task_local! {
     static INFO: RefCell<RequestInfo>;
 }
 
+/// The request's bearer token, verified once (by [`authenticate`]) and kept in
+/// the request's extensions for the limits and the extractors.
+#[derive(Debug, Clone)]
+pub enum Bearer {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that is not `Bearer <token>`.
+    Malformed(&'static str),
+    /// A token that does not verify (any reason: one opaque answer).
+    Invalid,
+    Valid(crate::identity::Identity),
+}
+
+impl Bearer {
+    pub fn of(headers: &axum::http::HeaderMap, keys: &crate::identity::jwt::Keys) -> Bearer {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Bearer::Missing;
+        };
+        let Ok(value) = value.to_str() else {
+            return Bearer::Malformed("invalid authorization header");
+        };
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => return Bearer::Malformed("expected `Authorization: Bearer <token>`"),
+        };
+        match keys.verify(token) {
+            Ok(who) => Bearer::Valid(who),
+            Err(e) => {
+                tracing::debug!(reason = %e, "token refused");
+                Bearer::Invalid
+            }
+        }
+    }
+
+    pub fn identity(&self) -> Option<&crate::identity::Identity> {
+        match self {
+            Bearer::Valid(who) => Some(who),
+            _ => None,
+        }
+    }
+}
+
+/// Verify the bearer token once per request.
+pub async fn authenticate(
+    axum::extract::State(keys): axum::extract::State<std::sync::Arc<crate::identity::jwt::Keys>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let bearer = Bearer::of(req.headers(), &keys);
+    req.extensions_mut().insert(bearer);
+    next.run(req).await
+}
+
 /// Called by the auth extractor: the user id goes into the request's log line.
 pub fn record_user(id: Uuid) {
     let _ = INFO.try_with(|i| i.borrow_mut().user = Some(id));
@@ -72,7 +125,14 @@ pub async fn pipeline(req: Request, next: Next) -> Response {
         let info = INFO.with(|i| std::mem::take(&mut *i.borrow_mut()));
         (normalise(resp), info)
     });
-    let (mut resp, info) = REQUEST_ID.scope(request_id.clone(), fut).await;
+    // every log line written while the request runs carries its id
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let (mut resp, info) = REQUEST_ID
+        .scope(
+            request_id.clone(),
+            tracing::Instrument::instrument(fut, span),
+        )
+        .await;
 
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);

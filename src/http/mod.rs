@@ -1,14 +1,16 @@
 //! The HTTP API: router, shared state, the OpenAPI document.
 
-pub mod auth;
-pub mod auth_limit;
 pub mod bookings;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
+pub mod maintenance;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod resources;
+pub mod signin;
+pub mod signin_limit;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
@@ -18,12 +20,10 @@ use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use utoipa::OpenApi;
 
-use crate::auth::jwt::Keys;
 use crate::config::Config;
 use crate::db::Db;
-use ops::ContractResponses;
+use crate::identity::jwt::Keys;
 
 /// Request bodies over this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -53,50 +53,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     /// Addresses over their `/v1/auth/*` limit, known to this instance.
-    pub auth_blocks: auth_limit::AuthBlocks,
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "booking", description = "A booking backend on PostgreSQL: no double bookings, private by construction. \
-Errors are application/problem+json with a stable `code`. Times are RFC 3339; periods are half-open [start, end)."),
-    paths(
-        bookings::create, bookings::list, bookings::get, bookings::reschedule, bookings::cancel, bookings::history,
-        bookings::admin_list,
-        resources::list, resources::get, resources::availability, resources::create, resources::update,
-        users::me, users::update_me, users::admin_create, users::admin_find,
-        auth::send_otp, auth::verify, auth::refresh, auth::logout,
-        ops::healthz, ops::readyz, ops::metrics, openapi_json, ops::docs,
-    ),
-    components(schemas(crate::error::Problem, crate::error::FieldError)),
-    modifiers(&SecurityAddon, &ContractResponses),
-    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
-)]
-pub struct ApiDoc;
-
-struct SecurityAddon;
-
-impl utoipa::Modify for SecurityAddon {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// This document (OpenAPI 3.1).
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object)))]
-async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+    pub auth_blocks: signin_limit::AuthBlocks,
 }
 
 async fn not_found() -> crate::error::ApiError {
@@ -105,6 +62,7 @@ async fn not_found() -> crate::error::ApiError {
 
 pub fn router(state: AppState) -> Router {
     let limits = limits::Limits::new(state.clone());
+    let keys = state.keys.clone();
     let api = Router::new()
         .route("/v1/bookings", post(bookings::create).get(bookings::list))
         .route(
@@ -131,17 +89,21 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/users",
             post(users::admin_create).get(users::admin_find),
         )
-        .merge(auth::routes(state.clone()))
+        .merge(signin::routes(state.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(openapi_json))
+        .route("/openapi.json", get(openapi::openapi_json))
         .merge(ops::docs_routes())
         .route_layer(axum::middleware::from_fn(middleware::record_route))
         .fallback(not_found)
         .with_state(state);
     api.layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(limits, limits::admit))
+        .layer(axum::middleware::from_fn_with_state(
+            keys,
+            middleware::authenticate,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(middleware::pipeline))
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::extract::{Auth, Json, PathId, Query, Service};
+use super::extract::{Admin, Caller, Json, PathId, Query};
 use super::AppState;
 use crate::db::resources::{self, Resource, ResourceFields, Slot};
 use crate::domain::time_range::parse_instant;
@@ -133,7 +133,7 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
     security(("bearer" = [])))]
 pub async fn list(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
 ) -> ApiResult<axum::Json<ResourceList>> {
     let mut tx = st.db.begin(&who).await?;
     let items = resources::list_active(tx.conn()).await?;
@@ -148,7 +148,7 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn get(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<Resource>> {
     let mut tx = st.db.begin(&who).await?;
@@ -201,7 +201,7 @@ pub struct Availability {
     security(("bearer" = [])))]
 pub async fn availability(
     State(st): State<AppState>,
-    Auth(who): Auth,
+    Caller(who): Caller,
     PathId(id): PathId,
     Query(q): Query<AvailabilityQuery>,
 ) -> ApiResult<axum::Json<Availability>> {
@@ -285,7 +285,7 @@ pub async fn availability(
     security(("bearer" = [])))]
 pub async fn create(
     State(st): State<AppState>,
-    Service(who): Service,
+    Admin(who): Admin,
     Json(body): Json<ResourceInput>,
 ) -> ApiResult<(StatusCode, axum::Json<Resource>)> {
     let mut tx = st.db.begin(&who).await?;
@@ -307,7 +307,7 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn update(
     State(st): State<AppState>,
-    Service(who): Service,
+    Admin(who): Admin,
     PathId(id): PathId,
     Json(patch): Json<serde_json::Map<String, Value>>,
 ) -> ApiResult<axum::Json<Resource>> {

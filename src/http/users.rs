@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::extract::{double_option, Json, Query, Service, User as UserAuth};
+use super::extract::{double_option, Admin, Json, Query, SignedIn};
 use super::AppState;
 use crate::db::users::{self, User};
 use crate::domain::Phone;
@@ -32,7 +32,7 @@ pub fn check_display_name(name: Option<&str>) -> ApiResult<Option<String>> {
     security(("bearer" = [])))]
 pub async fn me(
     State(st): State<AppState>,
-    UserAuth(who): UserAuth,
+    SignedIn(who): SignedIn,
 ) -> ApiResult<axum::Json<User>> {
     let mut tx = st.db.begin(&who).await?;
     let u = users::me(tx.conn()).await?.ok_or(ApiError::NotFound)?;
@@ -58,7 +58,7 @@ pub struct UpdateMe {
     security(("bearer" = [])))]
 pub async fn update_me(
     State(st): State<AppState>,
-    UserAuth(who): UserAuth,
+    SignedIn(who): SignedIn,
     Json(body): Json<UpdateMe>,
 ) -> ApiResult<axum::Json<User>> {
     let mut tx = st.db.begin(&who).await?;
@@ -95,7 +95,7 @@ pub fn parse_phone(s: &str) -> ApiResult<Phone> {
     security(("bearer" = [])))]
 pub async fn admin_create(
     State(st): State<AppState>,
-    Service(who): Service,
+    Admin(who): Admin,
     Json(body): Json<CreateUser>,
 ) -> ApiResult<(StatusCode, axum::Json<User>)> {
     let phone = parse_phone(&body.phone)?;
@@ -128,7 +128,7 @@ pub struct PhoneQuery {
     security(("bearer" = [])))]
 pub async fn admin_find(
     State(st): State<AppState>,
-    Service(who): Service,
+    Admin(who): Admin,
     Query(q): Query<PhoneQuery>,
 ) -> ApiResult<axum::Json<User>> {
     let phone = parse_phone(q.phone.as_deref().unwrap_or(""))?;

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use crate::auth::jwt::Keys;
-use crate::auth::Role;
 use crate::config::Config;
+use crate::identity::jwt::Keys;
+use crate::identity::Role;
 use crate::startup::{Application, Backend};
 use check::Ack;
 

@@ -6,8 +6,8 @@
 use crate::helpers::{
     admin_options, admin_url, at, drop_database, empty_database, login_url, test_config, JWT_SECRET,
 };
-use booking::auth::jwt::Keys;
-use booking::auth::Role;
+use booking::identity::jwt::Keys;
+use booking::identity::Role;
 use booking::startup::{Application, Backend};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};

@@ -5,10 +5,10 @@
 
 #![allow(dead_code)]
 
-use booking::auth::jwt::Keys;
-use booking::auth::Role;
 use booking::config::Config;
 use booking::db::migrate;
+use booking::identity::jwt::Keys;
+use booking::identity::Role;
 use booking::pg::{self, Cluster};
 use booking::startup::Application;
 use serde_json::{json, Value};

@@ -17,10 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use super::AppState;
-use crate::auth::Identity;
-use crate::db::auth as auth_db;
 use crate::db::retry::with_retry;
+use crate::db::signin as signin_db;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::Identity;
 
 /// The window of the per-IP limit.
 pub const IP_WINDOW_SECS: i64 = 300;
@@ -72,7 +72,7 @@ async fn check_ip(st: &AppState, ip: IpAddr) -> ApiResult<()> {
     let start = secs - secs.rem_euclid(IP_WINDOW_SECS);
     let window_start =
         DateTime::from_timestamp(start, 0).ok_or_else(|| anyhow::anyhow!("clock out of range"))?;
-    let bucket = format!("auth:ip:{}", client_key(ip));
+    let bucket = format!("auth:ip:{}", super::limits::IpKey::from(ip));
     if let Some(end) = st.auth_blocks.until(&bucket, secs) {
         metrics::counter!("rate_limited_total", "scope" => "auth_ip").increment(1);
         return Err(ApiError::RateLimited {
@@ -81,7 +81,7 @@ async fn check_ip(st: &AppState, ip: IpAddr) -> ApiResult<()> {
     }
     let hits = with_retry(|| async {
         let mut tx = st.db.begin(&Identity::service()).await?;
-        let n = auth_db::hit(tx.conn(), &bucket, window_start).await?;
+        let n = signin_db::hit(tx.conn(), &bucket, window_start).await?;
         tx.commit().await?;
         Ok(n)
     })
@@ -94,20 +94,5 @@ async fn check_ip(st: &AppState, ip: IpAddr) -> ApiResult<()> {
             retry_after: retry_after as u64,
         });
     }
-    if hits == 1 {
-        super::auth::maybe_housekeeping(st, now).await;
-    }
     Ok(())
-}
-
-/// IPv4 addresses count one by one; IPv6 by /64, the usual size of one
-/// subscriber's network (anyone holds billions of addresses inside one).
-fn client_key(ip: IpAddr) -> String {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
 }

@@ -1,4 +1,6 @@
-//! `booking bench`: the reproducible benchmark behind BENCHMARKS.md.
+//! `booking-bench`: the reproducible benchmark behind BENCHMARKS.md, a package
+//! of its own beside the service (the service binary does not carry it). It
+//! runs the release `booking` binary as the server under test.
 //!
 //! One run: a fresh private cluster in a temporary data dir (or
 //! `DATABASE_URL`), the release server as a separate child process, then
@@ -29,10 +31,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use crate::auth::jwt::Keys;
-use crate::auth::Role;
-use crate::config::Config;
-use crate::startup::Backend;
+use booking::config::Config;
+use booking::identity::jwt::Keys;
+use booking::identity::Role;
+use booking::startup::Backend;
 use load::{Lat, MakeRequest};
 use pgbench::ConnTarget;
 use procstat::{CpuUsage, Monitor, Watch};
@@ -183,7 +185,7 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
     // cluster is stopped as on any other exit
     let result = tokio::select! {
         r = bench(&settings, &config, &backend, &work, started) => r,
-        _ = crate::startup::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        _ = booking::startup::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     let stopped = backend.shutdown().await;
     match &result {
@@ -240,15 +242,15 @@ fn tool_targets(config: &Config, backend: &Backend) -> anyhow::Result<(ConnTarge
             let login = ConnTarget::Socket {
                 dir: dir.clone(),
                 port,
-                user: crate::pg::LOGIN_ROLE.into(),
-                database: crate::pg::APP_DATABASE.into(),
+                user: booking::pg::LOGIN_ROLE.into(),
+                database: booking::pg::APP_DATABASE.into(),
                 password: cluster.secrets.login_password.clone(),
             };
             let owner = ConnTarget::Socket {
                 dir,
                 port,
-                user: crate::pg::ADMIN_USER.into(),
-                database: crate::pg::APP_DATABASE.into(),
+                user: booking::pg::ADMIN_USER.into(),
+                database: booking::pg::APP_DATABASE.into(),
                 password: cluster.secrets.admin_password.clone(),
             };
             Ok((login, owner))

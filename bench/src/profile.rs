@@ -135,7 +135,7 @@ impl Recording {
             // perf's "pid" is the thread id: find the process it belongs to
             let pid = tgid(tid).unwrap_or(tid);
             let group = if pid == me {
-                "load generator (booking bench)".to_string()
+                "load generator (booking-bench)".to_string()
             } else if Some(pid) == watch.server {
                 "server (booking serve)".to_string()
             } else if comm == "postgres"

@@ -14,7 +14,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::config::OtpDelivery;
-use crate::db::auth::SendWindow;
+use crate::db::signin::SendWindow;
 use crate::domain::Phone;
 
 /// How long a code is valid.

@@ -1,12 +1,13 @@
-//! The server under test: this very binary, `serve`, as a separate child
-//! process (so its memory can be read from /proc), attached to the bench's
-//! database with the bench's data dir, and so the same JWT secret.
+//! The server under test: the release `booking` binary (`BOOKING_BIN`, or the
+//! one beside this executable, as `scripts/bench` builds them), `serve`, as a
+//! separate child process (so its memory can be read from /proc), attached to
+//! the bench's database with the bench's data dir, and so the same JWT secret.
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use booking::config::Config;
 
 pub struct Server {
     child: tokio::process::Child,
@@ -23,7 +24,18 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Server {
     pub async fn start(config: &Config, work: &Path) -> anyhow::Result<Server> {
-        let exe = std::env::current_exe().context("cannot find this executable")?;
+        let exe = match std::env::var_os("BOOKING_BIN") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()
+                .context("cannot find this executable")?
+                .with_file_name("booking"),
+        };
+        if !exe.exists() {
+            bail!(
+                "{} does not exist: build it (scripts/bench does) or set BOOKING_BIN",
+                exe.display()
+            );
+        }
         let port = free_port()?;
         let log = work.join("server.log");
         let out = std::fs::File::create(&log)?;

@@ -8,21 +8,20 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::extract::{Json, User as UserAuth};
+use super::extract::{Json, SignedIn};
 use super::users::parse_phone;
 use super::AppState;
-use crate::auth::{otp, sessions, Identity, Role};
 use crate::config::OtpDelivery;
-use crate::db::auth as auth_db;
 use crate::db::retry::with_retry;
+use crate::db::signin as signin_db;
 use crate::db::users::{self, User};
 use crate::domain::Phone;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::{otp, sessions, Identity, Role};
 
 /// Retry-After of a failed delivery (the failed send does not count, so an
 /// immediate retry is allowed; this is only a hint).
@@ -36,7 +35,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/auth/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state,
-            super::auth_limit::ip_limit,
+            super::signin_limit::ip_limit,
         ))
 }
 
@@ -121,7 +120,6 @@ pub async fn send_otp(
         });
     }
     metrics::counter!("otp_sends_total", "outcome" => "sent").increment(1);
-    maybe_housekeeping(&st, now).await;
     let dev_code = (*delivery == OtpDelivery::Echo).then_some(pending.code);
     Ok((
         StatusCode::ACCEPTED,
@@ -144,9 +142,9 @@ struct Pending {
 /// the phone's lock. Delivery happens after commit, outside any transaction.
 async fn store_new_code(st: &AppState, phone: &Phone, now: DateTime<Utc>) -> ApiResult<Pending> {
     let mut tx = st.db.begin(&Identity::service()).await?;
-    let key = auth_db::otp_key(tx.conn()).await?;
-    auth_db::lock_phone(tx.conn(), phone.as_str(), &key).await?;
-    let window = auth_db::send_window(tx.conn(), phone.as_str(), now).await?;
+    let key = signin_db::otp_key(tx.conn()).await?;
+    signin_db::lock_phone(tx.conn(), phone.as_str(), &key).await?;
+    let window = signin_db::send_window(tx.conn(), phone.as_str(), now).await?;
     if let Some(retry_after) = otp::must_wait(&window, now) {
         return Err(ApiError::RateLimited { retry_after });
     }
@@ -154,7 +152,7 @@ async fn store_new_code(st: &AppState, phone: &Phone, now: DateTime<Utc>) -> Api
     let hash = otp::hash(&key, phone.as_str(), &code)?;
     let expires_at = now + Duration::seconds(otp::TTL_SECS);
     let (send_id, code_id) =
-        auth_db::store_code(tx.conn(), phone.as_str(), &hash, now, expires_at).await?;
+        signin_db::store_code(tx.conn(), phone.as_str(), &hash, now, expires_at).await?;
     tx.commit().await?;
     Ok(Pending {
         code,
@@ -167,30 +165,13 @@ async fn store_new_code(st: &AppState, phone: &Phone, now: DateTime<Utc>) -> Api
 async fn undo_send(st: &AppState, p: &Pending) {
     let result = with_retry(|| async {
         let mut tx = st.db.begin(&Identity::service()).await?;
-        auth_db::forget_send(tx.conn(), p.send_id, p.code_id).await?;
+        signin_db::forget_send(tx.conn(), p.send_id, p.code_id).await?;
         tx.commit().await?;
         Ok(())
     })
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not discard an undelivered sign-in code");
-    }
-}
-
-/// Now and then, delete expired codes, old sends and counters, dead tokens.
-pub(super) async fn maybe_housekeeping(st: &AppState, now: DateTime<Utc>) {
-    if !rand::thread_rng().gen_ratio(1, 50) {
-        return;
-    }
-    let result: ApiResult<()> = async {
-        let mut tx = st.db.begin(&Identity::service()).await?;
-        auth_db::housekeeping(tx.conn(), now).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "auth housekeeping skipped");
     }
 }
 
@@ -234,18 +215,18 @@ async fn verify_once(
     now: DateTime<Utc>,
 ) -> ApiResult<Issued> {
     let mut tx = st.db.begin(&Identity::service()).await?;
-    let key = auth_db::otp_key(tx.conn()).await?;
+    let key = signin_db::otp_key(tx.conn()).await?;
     let presented = otp::hash(&key, phone.as_str(), code)?;
-    let Some(stored) = auth_db::code_for_update(tx.conn(), phone.as_str()).await? else {
+    let Some(stored) = signin_db::code_for_update(tx.conn(), phone.as_str()).await? else {
         return Err(refused());
     };
     if stored.expires_at <= now {
-        auth_db::delete_code(tx.conn(), stored.id).await?;
+        signin_db::delete_code(tx.conn(), stored.id).await?;
         tx.commit().await?;
         return Err(refused());
     }
     if !otp::same(&presented, &stored.code_hash) {
-        auth_db::wrong_try(tx.conn(), stored.id, otp::MAX_ATTEMPTS).await?;
+        signin_db::wrong_try(tx.conn(), stored.id, otp::MAX_ATTEMPTS).await?;
         tx.commit().await?;
         return Err(refused());
     }
@@ -255,8 +236,8 @@ async fn verify_once(
         // that phone must not reach their account (that issuer vouches for it)
         return Err(refused());
     }
-    auth_db::delete_code(tx.conn(), stored.id).await?;
-    let session_id = auth_db::create_session(tx.conn(), user.id, now).await?;
+    signin_db::delete_code(tx.conn(), stored.id).await?;
+    let session_id = signin_db::create_session(tx.conn(), user.id, now).await?;
     let refresh_token = issue_refresh_token(st, tx.conn(), session_id, now).await?;
     tx.commit().await?;
     if created {
@@ -278,7 +259,7 @@ async fn issue_refresh_token(
     let token = sessions::new_refresh_token();
     let expires_at = now + Duration::seconds(st.config.refresh_token_ttl_secs);
     let hash = sessions::hash_refresh_token(&token);
-    auth_db::insert_refresh_token(conn, &hash, session_id, now, expires_at).await?;
+    signin_db::insert_refresh_token(conn, &hash, session_id, now, expires_at).await?;
     Ok(token)
 }
 
@@ -327,13 +308,13 @@ const MAX_SUCCESSORS: usize = 16;
 async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> ApiResult<Issued> {
     let hash = sessions::hash_refresh_token(presented);
     let mut tx = st.db.begin(&Identity::service()).await?;
-    let Some(t) = auth_db::refresh_token_for_update(tx.conn(), &hash).await? else {
+    let Some(t) = signin_db::refresh_token_for_update(tx.conn(), &hash).await? else {
         return Err(refused());
     };
     if t.session_revoked || t.expires_at <= now {
         return Err(refused());
     }
-    let key = auth_db::otp_key(tx.conn()).await?;
+    let key = signin_db::otp_key(tx.conn()).await?;
     if t.used {
         let reuse = Duration::seconds(st.config.refresh_reuse_secs);
         if t.used_at.is_some_and(|used| now - used <= reuse) {
@@ -342,7 +323,7 @@ async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> Api
             let mut next = sessions::successor(&key, presented)?;
             for _ in 0..MAX_SUCCESSORS {
                 let h = sessions::hash_refresh_token(&next);
-                match auth_db::refresh_token_used(tx.conn(), &h).await? {
+                match signin_db::refresh_token_used(tx.conn(), &h).await? {
                     Some(false) => {
                         let user = users::by_id(tx.conn(), t.user_id)
                             .await?
@@ -362,20 +343,21 @@ async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> Api
             }
             return Err(refused());
         }
-        auth_db::revoke_session(tx.conn(), t.session_id, None, "refresh_token_reused", now).await?;
+        signin_db::revoke_session(tx.conn(), t.session_id, None, "refresh_token_reused", now)
+            .await?;
         tx.commit().await?;
         metrics::counter!("refresh_token_reuse_total", "within_interval" => "no").increment(1);
         tracing::warn!(session_id = %t.session_id, user_id = %t.user_id,
             "a refresh token was presented again after the reuse interval: session revoked");
         return Err(refused());
     }
-    auth_db::mark_refresh_used(tx.conn(), &hash, now).await?;
+    signin_db::mark_refresh_used(tx.conn(), &hash, now).await?;
     let user = users::by_id(tx.conn(), t.user_id)
         .await?
         .ok_or_else(refused)?;
     let refresh_token = sessions::successor(&key, presented)?;
     let expires_at = now + Duration::seconds(st.config.refresh_token_ttl_secs);
-    auth_db::insert_refresh_token(
+    signin_db::insert_refresh_token(
         tx.conn(),
         &sessions::hash_refresh_token(&refresh_token),
         t.session_id,
@@ -399,12 +381,12 @@ async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> Api
         (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
         (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
     security(("bearer" = [])))]
-pub async fn logout(State(st): State<AppState>, UserAuth(who): UserAuth) -> ApiResult<StatusCode> {
+pub async fn logout(State(st): State<AppState>, SignedIn(who): SignedIn) -> ApiResult<StatusCode> {
     if let Some(session_id) = who.session_id {
         let now = st.clock.now();
         with_retry(|| async {
             let mut tx = st.db.begin(&Identity::service()).await?;
-            auth_db::revoke_session(tx.conn(), session_id, Some(who.user_id), "logout", now)
+            signin_db::revoke_session(tx.conn(), session_id, Some(who.user_id), "logout", now)
                 .await?;
             tx.commit().await?;
             Ok(())

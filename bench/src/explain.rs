@@ -48,7 +48,7 @@ fn as_user(user: Uuid, phone: &str) -> String {
 /// `db::bookings::list`): custom plan with literals, then the generic plan a
 /// long-lived pooled connection ends up using.
 pub async fn list(target: &ConnTarget, user: Uuid, phone: &str) -> anyhow::Result<String> {
-    let cols = crate::db::bookings::BOOKING_COLUMNS;
+    let cols = booking::db::bookings::BOOKING_COLUMNS;
     let q = format!("SELECT {cols} FROM booking.bookings b WHERE true AND b.user_id = $1 ORDER BY lower(b.period), b.id LIMIT $2");
     let script = format!(
         "{}\\echo '-- custom plan (literals)'\n\

@@ -8,35 +8,12 @@
 //! Also the first finding of the hardening issue over HTTP: a note-only PATCH
 //! used to strip a booking's buffer.
 
+use crate::helpers::door;
+use crate::helpers::rules::{pin, t};
 use crate::helpers::{TestApp, TestUser};
-use crate::resources::{pin, t};
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
-
-/// A transaction as `role` with `user`'s claims, set the way PostgREST does
-/// (both the JSON claims and the per-claim settings).
-async fn door<'c>(
-    conn: &'c mut PgConnection,
-    role: &str,
-    user: Option<Uuid>,
-) -> Transaction<'c, Postgres> {
-    let mut tx = conn.begin().await.expect("begin");
-    let claims = user
-        .map(|u| json!({"sub": u, "role": role, "aud": "authenticated"}).to_string())
-        .unwrap_or_default();
-    sqlx::query(
-        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-                set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true)",
-    )
-    .bind(role)
-    .bind(claims)
-    .bind(user.map(|u| u.to_string()).unwrap_or_default())
-    .execute(&mut *tx)
-    .await
-    .expect("scope");
-    tx
-}
 
 /// Run `sql` in a fresh transaction of A's (or anyone's) door and return the
 /// error text, or "ok" when the statement was accepted (then rolled back).

@@ -1,8 +1,10 @@
 //! `GET /v1/resources/{id}/availability`: its query, its privacy, and the
 //! property that what it offers is exactly what create accepts.
 
+use crate::helpers::rules::{
+    availability_response, offered, outcome, pin, resource_id, t, z, Offered,
+};
 use crate::helpers::{TestApp, TestUser};
-use crate::resources::{availability_response, offered, outcome, pin, resource_id, t, z, Offered};
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

@@ -2,27 +2,11 @@
 //! role, switched to `authenticated` with one user's claims), cannot see or
 //! touch another user's rows.
 
-use crate::helpers::{at, TestApp};
+use crate::helpers::{at, door, TestApp};
 use booking::db::Db;
-use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, Row};
+use serde_json::Value;
+use sqlx::{Connection, Row};
 use uuid::Uuid;
-
-async fn scoped(
-    conn: &mut PgConnection,
-    user: Option<Uuid>,
-) -> sqlx::Transaction<'_, sqlx::Postgres> {
-    let mut tx = conn.begin().await.expect("begin");
-    let claims = user
-        .map(|u| json!({"sub": u, "role": "authenticated"}).to_string())
-        .unwrap_or_default();
-    sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")
-        .bind(claims)
-        .execute(&mut *tx)
-        .await
-        .expect("scope");
-    tx
-}
 
 #[tokio::test]
 async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
@@ -47,7 +31,7 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     let b_booking = Uuid::parse_str(theirs["id"].as_str().expect("id")).expect("uuid");
 
     let mut conn = app.login_conn().await;
-    let mut tx = scoped(&mut conn, Some(a.id)).await;
+    let mut tx = door(&mut conn, "authenticated", Some(a.id)).await;
     let rows: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM booking.bookings")
         .fetch_all(&mut *tx)
         .await
@@ -72,7 +56,7 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
         .expect_err("direct writes are refused");
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
-    let mut tx = scoped(&mut conn, Some(a.id)).await;
+    let mut tx = door(&mut conn, "authenticated", Some(a.id)).await;
     let cancelled: Value =
         sqlx::query_scalar("SELECT to_jsonb(r) FROM booking.cancel_booking($1, NULL) r")
             .bind(b_booking)
@@ -82,7 +66,7 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     assert_eq!(cancelled["outcome"], "not_found");
     tx.rollback().await.expect("rollback");
 
-    let mut tx = scoped(&mut conn, Some(a.id)).await;
+    let mut tx = door(&mut conn, "authenticated", Some(a.id)).await;
     let err = sqlx::query("DELETE FROM booking.bookings WHERE id = $1")
         .bind(b_booking)
         .execute(&mut *tx)
@@ -91,7 +75,7 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
 
-    let mut tx = scoped(&mut conn, Some(a.id)).await;
+    let mut tx = door(&mut conn, "authenticated", Some(a.id)).await;
     let err = sqlx::query(
         "INSERT INTO booking.bookings (resource_id, user_id, period, blocked) \
          VALUES ($1::uuid, $2, tstzrange(now() + interval '9 days', now() + interval '9 days 1 hour'), 'empty')",
@@ -104,7 +88,7 @@ async fn raw_sql_as_one_user_cannot_see_or_touch_another_users_rows() {
     assert!(err.to_string().contains("permission denied"), "{err}");
     tx.rollback().await.expect("rollback");
 
-    let mut tx = scoped(&mut conn, None).await;
+    let mut tx = door(&mut conn, "authenticated", None).await;
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM booking.bookings")
         .fetch_one(&mut *tx)
         .await

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod rules;
+
 use booking::config::Config;
 use booking::db::migrate;
 use booking::identity::jwt::Keys;
@@ -471,4 +473,45 @@ impl Drop for TestApp {
 pub fn at(days: i64, hh: u32, mm: u32) -> String {
     let d = chrono::Utc::now().date_naive() + chrono::Duration::days(days);
     format!("{}T{:02}:{:02}:00Z", d, hh, mm)
+}
+
+/// A transaction as `role` with `user`'s claims, set the way PostgREST does
+/// (both the JSON claims and the per-claim settings).
+pub async fn door<'c>(
+    conn: &'c mut PgConnection,
+    role: &str,
+    user: Option<Uuid>,
+) -> sqlx::Transaction<'c, sqlx::Postgres> {
+    let mut tx = conn.begin().await.expect("begin");
+    let claims = user
+        .map(|u| json!({"sub": u, "role": role, "aud": "authenticated"}).to_string())
+        .unwrap_or_default();
+    sqlx::query(
+        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+                set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true)",
+    )
+    .bind(role)
+    .bind(claims)
+    .bind(user.map(|u| u.to_string()).unwrap_or_default())
+    .execute(&mut *tx)
+    .await
+    .expect("scope");
+    tx
+}
+
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .expect("ascii")
+        .to_string()
+}
+
+pub async fn assert_problem(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status, "expected {status} {code}");
+    assert_eq!(header(&r, "content-type"), "application/problem+json");
+    let p: Value = r.json().await.expect("problem");
+    assert_eq!(p["code"], code, "{p}");
+    p
 }

@@ -2,6 +2,13 @@
 //! each in its own transaction, under an advisory lock so that several
 //! processes starting at once apply each migration exactly once. A migration
 //! that changed after it was applied is an error, not a silent skip.
+//!
+//! Append-only: a released migration is never edited. Every change — a new
+//! function body included — is a new numbered file (`CREATE OR REPLACE`, or
+//! drop and create); `migrations/RELEASED` lists the released files by
+//! checksum and a test fails if one of them changes. We chose whole numbered
+//! files over separately tracked function files: one order of application,
+//! one history to read, and an upgrade test that replays it from any release.
 
 use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
@@ -160,4 +167,40 @@ pub async fn ensure_login_role(
     );
     sqlx::raw_sql(&sql).execute(&mut *conn).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `migrations/RELEASED`: "sha256  migrations/NNNN_name.sql" per line.
+    const RELEASED: &str = include_str!("../../migrations/RELEASED");
+
+    #[test]
+    fn released_migrations_never_change() {
+        let mut seen = 0;
+        for line in RELEASED.lines().filter(|l| !l.trim().is_empty()) {
+            let (sum, path) = line.split_once("  ").expect("sum  path");
+            let file = path.rsplit('/').next().expect("file");
+            let version: i32 = file[..4].parse().expect("NNNN_");
+            let m = MIGRATIONS
+                .iter()
+                .find(|m| m.version == version)
+                .unwrap_or_else(|| panic!("released migration {file} is gone"));
+            assert_eq!(
+                hex::encode(Sha256::digest(m.sql.as_bytes())),
+                sum,
+                "released migration {file} changed: add a new migration instead"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 5, "RELEASED lists the released migrations");
+    }
+
+    #[test]
+    fn versions_are_consecutive() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i32 + 1, "{}", m.name);
+        }
+    }
 }

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::TimeRange;
+use crate::domain::{BookingId, ResourceId, TimeRange, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -172,7 +172,7 @@ async fn outcome(
 /// active bookings (see migration 0006).
 pub async fn create(
     conn: &mut PgConnection,
-    resource_id: Uuid,
+    resource_id: ResourceId,
     period: TimeRange,
     note: Option<&str>,
 ) -> sqlx::Result<Outcome> {
@@ -186,7 +186,7 @@ pub async fn create(
 
 pub async fn reschedule(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: BookingId,
     period: TimeRange,
     note: Option<Option<&str>>,
     version: Option<i32>,
@@ -203,7 +203,7 @@ pub async fn reschedule(
 
 pub async fn cancel(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: BookingId,
     version: Option<i32>,
 ) -> sqlx::Result<Outcome> {
     let q = sqlx::query_as("SELECT * FROM booking.cancel_booking($1, $2)")
@@ -212,7 +212,7 @@ pub async fn cancel(
     outcome(q, conn).await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Booking>> {
+pub async fn get(conn: &mut PgConnection, id: BookingId) -> sqlx::Result<Option<Booking>> {
     sqlx::query_as(&format!(
         "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE b.id = $1"
     ))
@@ -224,8 +224,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Booki
 /// Filters of a list request. `user_id` restricts to one user's bookings.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub user_id: Option<Uuid>,
-    pub resource_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
+    pub resource_id: Option<ResourceId>,
     pub status: Option<Status>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
@@ -282,7 +282,7 @@ pub struct Event {
 /// oldest first, with their ids (the caller makes the next cursor).
 pub async fn history(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: BookingId,
     after: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<(i64, Event)>> {

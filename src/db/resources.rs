@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::{ResourceId, UserId};
+
 /// A resource as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Resource {
@@ -56,7 +58,7 @@ pub async fn list_active(conn: &mut PgConnection) -> sqlx::Result<Vec<Resource>>
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Resource>> {
+pub async fn get(conn: &mut PgConnection, id: ResourceId) -> sqlx::Result<Option<Resource>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM booking.resources WHERE id = $1"
     ))
@@ -65,7 +67,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Resou
     .await
 }
 
-pub async fn get_for_update(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Resource>> {
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    id: ResourceId,
+) -> sqlx::Result<Option<Resource>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM booking.resources WHERE id = $1 FOR UPDATE"
     ))
@@ -98,7 +103,7 @@ pub async fn insert(conn: &mut PgConnection, f: &ResourceFields) -> sqlx::Result
 
 pub async fn update(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: ResourceId,
     f: &ResourceFields,
 ) -> sqlx::Result<Resource> {
     sqlx::query_as(&format!(
@@ -129,7 +134,7 @@ pub async fn update(
 /// until this transaction ends; see `booking.seats_in_use_beyond`).
 pub async fn seats_in_use_beyond(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: ResourceId,
     capacity: i32,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT booking.seats_in_use_beyond($1, $2)")
@@ -140,7 +145,7 @@ pub async fn seats_in_use_beyond(
 }
 
 /// Whether a user with this id exists (for owner_id).
-pub async fn user_exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+pub async fn user_exists(conn: &mut PgConnection, id: UserId) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM booking.users WHERE id = $1)")
         .bind(id)
         .fetch_one(conn)
@@ -165,7 +170,7 @@ pub struct Slot {
 
 pub async fn availability(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: ResourceId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     minutes: i32,

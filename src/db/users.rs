@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::Phone;
+use crate::domain::{Phone, UserId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
@@ -59,7 +59,7 @@ pub async fn by_phone(conn: &mut PgConnection, phone: &Phone) -> sqlx::Result<Op
         .await
 }
 
-pub async fn by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<User>> {
+pub async fn by_id(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<User>> {
     sqlx::query_as("SELECT id, phone, display_name, created_at FROM booking.users WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -81,7 +81,7 @@ pub async fn set_display_name(
 }
 
 /// The issuer that provisioned a user, if not our own sign-in.
-pub async fn issuer_of(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<String>> {
+pub async fn issuer_of(conn: &mut PgConnection, id: UserId) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT issuer FROM booking.users WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)

@@ -13,7 +13,7 @@ use super::idempotency::{self, fingerprint, IdempotencyKey};
 use super::AppState;
 use crate::db::bookings::{self, Booking, Event, ListFilter, Outcome, Status};
 use crate::domain::time_range::parse_instant;
-use crate::domain::TimeRange;
+use crate::domain::{BookingId, ResourceId, TimeRange, UserId};
 use crate::error::{ApiError, ApiResult, FieldError};
 
 /// Body of `POST /v1/bookings`.
@@ -162,7 +162,8 @@ pub async fn create(
     let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         let note = note.clone();
         Box::pin(async move {
-            let out = bookings::create(conn, resource_id, period, note.as_deref()).await?;
+            let out =
+                bookings::create(conn, ResourceId(resource_id), period, note.as_deref()).await?;
             let settled = settle(out);
             metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&settled))
                 .increment(1);
@@ -258,12 +259,14 @@ fn parse_list_query(q: &ListQuery, allow_user: bool) -> ApiResult<ListFilter> {
     }
     if let Some(v) = &q.resource_id {
         f.resource_id = Uuid::parse_str(v)
+            .map(Into::into)
             .map_err(|_| errors.push(FieldError::new("resource_id", "must be a UUID")))
             .ok();
     }
     if let Some(v) = &q.user_id {
         if allow_user {
             f.user_id = Uuid::parse_str(v)
+                .map(Into::into)
                 .map_err(|_| errors.push(FieldError::new("user_id", "must be a UUID")))
                 .ok();
         } else {
@@ -328,7 +331,7 @@ pub async fn list(
 ) -> ApiResult<axum::Json<BookingPage>> {
     let mut f = parse_list_query(&q, false)?;
     if f.resource_id.is_none() && !who.is_service() {
-        f.user_id = Some(who.user_id);
+        f.user_id = Some(UserId(who.user_id));
     }
     Ok(axum::Json(page(&st, &who, f).await?))
 }
@@ -359,7 +362,7 @@ pub async fn get(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     let mut tx = st.db.begin(&who).await?;
-    let b = bookings::get(tx.conn(), id)
+    let b = bookings::get(tx.conn(), BookingId(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
@@ -402,7 +405,9 @@ pub async fn reschedule(
         let note = note.clone();
         Box::pin(async move {
             let note_ref = note.as_ref().map(|n| n.as_deref());
-            let b = settle(bookings::reschedule(conn, id, period, note_ref, version).await?)?;
+            let b = settle(
+                bookings::reschedule(conn, BookingId(id), period, note_ref, version).await?,
+            )?;
             Ok(booking_response(StatusCode::OK, &b))
         })
     })
@@ -433,7 +438,7 @@ pub async fn cancel(
     );
     idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         Box::pin(async move {
-            let b = settle(bookings::cancel(conn, id, version).await?)?;
+            let b = settle(bookings::cancel(conn, BookingId(id), version).await?)?;
             Ok(booking_response(StatusCode::OK, &b))
         })
     })
@@ -508,10 +513,10 @@ pub async fn history(
         return Err(ApiError::Validation(errors));
     }
     let mut tx = st.db.begin(&who).await?;
-    bookings::get(tx.conn(), id)
+    bookings::get(tx.conn(), BookingId(id))
         .await?
         .ok_or(ApiError::NotFound)?;
-    let mut rows = bookings::history(tx.conn(), id, after, limit).await?;
+    let mut rows = bookings::history(tx.conn(), BookingId(id), after, limit).await?;
     drop(tx);
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);

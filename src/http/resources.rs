@@ -12,6 +12,7 @@ use super::AppState;
 use crate::db::resources::{self, Resource, ResourceFields, Slot};
 use crate::domain::time_range::parse_instant;
 use crate::domain::OpeningHours;
+use crate::domain::{ResourceId, UserId};
 use crate::error::{ApiError, ApiResult, FieldError};
 
 /// Body of `POST /v1/admin/resources` (and, every field optional, of PATCH).
@@ -104,7 +105,7 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
         },
     };
     if let Some(owner) = i.owner_id {
-        if !resources::user_exists(conn, owner).await? {
+        if !resources::user_exists(conn, UserId(owner)).await? {
             errors.push(FieldError::new("owner_id", "no such user"));
         }
     }
@@ -152,7 +153,7 @@ pub async fn get(
     PathId(id): PathId,
 ) -> ApiResult<axum::Json<Resource>> {
     let mut tx = st.db.begin(&who).await?;
-    let r = resources::get(tx.conn(), id)
+    let r = resources::get(tx.conn(), ResourceId(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     tx.commit().await?;
@@ -251,7 +252,7 @@ pub async fn availability(
         return Err(ApiError::Validation(errors));
     }
     let mut tx = st.db.begin(&who).await?;
-    let r = resources::get(tx.conn(), id)
+    let r = resources::get(tx.conn(), ResourceId(id))
         .await?
         .filter(|r| r.active)
         .ok_or(ApiError::NotFound)?;
@@ -268,7 +269,7 @@ pub async fn availability(
             ),
         ));
     }
-    let slots = resources::availability(tx.conn(), id, from, to, minutes).await?;
+    let slots = resources::availability(tx.conn(), ResourceId(id), from, to, minutes).await?;
     tx.commit().await?;
     Ok(axum::Json(Availability {
         resource_id: r.id,
@@ -312,7 +313,7 @@ pub async fn update(
     Json(patch): Json<serde_json::Map<String, Value>>,
 ) -> ApiResult<axum::Json<Resource>> {
     let mut tx = st.db.begin(&who).await?;
-    let current = resources::get_for_update(tx.conn(), id)
+    let current = resources::get_for_update(tx.conn(), ResourceId(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     let mut merged = match serde_json::to_value(&current).map_err(anyhow::Error::from)? {
@@ -341,14 +342,14 @@ pub async fn update(
     })?;
     let fields = validate(tx.conn(), &input).await?;
     if fields.capacity < current.capacity
-        && resources::seats_in_use_beyond(tx.conn(), id, fields.capacity).await?
+        && resources::seats_in_use_beyond(tx.conn(), ResourceId(id), fields.capacity).await?
     {
         return Err(ApiError::Conflict(format!(
             "capacity cannot be lowered to {}: bookings that have not ended hold more seats than that",
             fields.capacity
         )));
     }
-    let r = resources::update(tx.conn(), id, &fields).await?;
+    let r = resources::update(tx.conn(), ResourceId(id), &fields).await?;
     tx.commit().await?;
     Ok(axum::Json(r))
 }

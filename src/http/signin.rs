@@ -20,6 +20,7 @@ use crate::db::retry::with_retry;
 use crate::db::signin as signin_db;
 use crate::db::users::{self, User};
 use crate::domain::Phone;
+use crate::domain::UserId;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{otp, sessions, Identity, Role};
 
@@ -231,7 +232,10 @@ async fn verify_once(
         return Err(refused());
     }
     let (user, created) = users::get_or_create(tx.conn(), phone, None).await?;
-    if users::issuer_of(tx.conn(), user.id).await?.is_some() {
+    if users::issuer_of(tx.conn(), UserId(user.id))
+        .await?
+        .is_some()
+    {
         // provisioned by another issuer from its claims: signing in here by
         // that phone must not reach their account (that issuer vouches for it)
         return Err(refused());
@@ -325,7 +329,7 @@ async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> Api
                 let h = sessions::hash_refresh_token(&next);
                 match signin_db::refresh_token_used(tx.conn(), &h).await? {
                     Some(false) => {
-                        let user = users::by_id(tx.conn(), t.user_id)
+                        let user = users::by_id(tx.conn(), UserId(t.user_id))
                             .await?
                             .ok_or_else(refused)?;
                         tx.commit().await?;
@@ -352,7 +356,7 @@ async fn refresh_once(st: &AppState, presented: &str, now: DateTime<Utc>) -> Api
         return Err(refused());
     }
     signin_db::mark_refresh_used(tx.conn(), &hash, now).await?;
-    let user = users::by_id(tx.conn(), t.user_id)
+    let user = users::by_id(tx.conn(), UserId(t.user_id))
         .await?
         .ok_or_else(refused)?;
     let refresh_token = sessions::successor(&key, presented)?;

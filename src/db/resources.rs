@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
 use crate::domain::{ResourceId, UserId};
@@ -79,26 +79,33 @@ pub async fn get_for_update(
     .await
 }
 
+/// The fields of a resource, bound in column order after whatever the query
+/// bound before (nothing for INSERT, the id as `$1` for UPDATE).
+fn bind_fields<'q>(
+    q: sqlx::query::QueryAs<'q, Postgres, Resource, sqlx::postgres::PgArguments>,
+    f: &'q ResourceFields,
+) -> sqlx::query::QueryAs<'q, Postgres, Resource, sqlx::postgres::PgArguments> {
+    q.bind(&f.name)
+        .bind(&f.timezone)
+        .bind(f.capacity)
+        .bind(f.slot_minutes)
+        .bind(f.min_duration_minutes)
+        .bind(f.max_duration_minutes)
+        .bind(f.buffer_minutes)
+        .bind(f.min_notice_minutes)
+        .bind(f.max_advance_days)
+        .bind(&f.opening_hours)
+        .bind(f.owner_id)
+        .bind(f.active)
+}
+
 pub async fn insert(conn: &mut PgConnection, f: &ResourceFields) -> sqlx::Result<Resource> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO booking.resources (name, timezone, capacity, slot_minutes, min_duration_minutes, \
            max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
-    ))
-    .bind(&f.name)
-    .bind(&f.timezone)
-    .bind(f.capacity)
-    .bind(f.slot_minutes)
-    .bind(f.min_duration_minutes)
-    .bind(f.max_duration_minutes)
-    .bind(f.buffer_minutes)
-    .bind(f.min_notice_minutes)
-    .bind(f.max_advance_days)
-    .bind(&f.opening_hours)
-    .bind(f.owner_id)
-    .bind(f.active)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&sql), f).fetch_one(conn).await
 }
 
 pub async fn update(
@@ -106,27 +113,15 @@ pub async fn update(
     id: ResourceId,
     f: &ResourceFields,
 ) -> sqlx::Result<Resource> {
-    sqlx::query_as(&format!(
+    let sql = format!(
         "UPDATE booking.resources SET name = $2, timezone = $3, capacity = $4, slot_minutes = $5, \
            min_duration_minutes = $6, max_duration_minutes = $7, buffer_minutes = $8, min_notice_minutes = $9, \
            max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(&f.name)
-    .bind(&f.timezone)
-    .bind(f.capacity)
-    .bind(f.slot_minutes)
-    .bind(f.min_duration_minutes)
-    .bind(f.max_duration_minutes)
-    .bind(f.buffer_minutes)
-    .bind(f.min_notice_minutes)
-    .bind(f.max_advance_days)
-    .bind(&f.opening_hours)
-    .bind(f.owner_id)
-    .bind(f.active)
-    .fetch_one(conn)
-    .await
+    );
+    bind_fields(sqlx::query_as(&sql).bind(id), f)
+        .fetch_one(conn)
+        .await
 }
 
 /// Before lowering capacity, in the updating transaction: whether a booking

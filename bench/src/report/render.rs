@@ -161,7 +161,7 @@ impl Report {
                `CHECKPOINT`.\n\
              - **create, pgbench**: the database's ceiling. pgbench (`-M prepared`, through the serving login \
                `booking_authenticator`) runs exactly the statements one create request sends: BEGIN; `set_config` of \
-               role and claims; the per-user advisory lock; the active-bookings count; `booking.create_booking(...)`; \
+               role and claims (both ways); `booking.create_booking(...)` (the cap's row lock and count are inside it); \
                COMMIT. Each client books the next free minute on its own resource (1-min grid, 10 years ahead) for \
                one of its own {} users in turn, so every transaction books (checked: bookings created = transactions).\n\
              - **create, API**: the same bookings through `POST /v1/bookings`: an in-process load generator \

@@ -392,6 +392,7 @@ BEGIN
   PERFORM booking.ensure_user(uid);
   PERFORM 1 FROM booking.users WHERE id = uid FOR UPDATE;
   SELECT max_active_bookings INTO cap FROM booking.settings;
+  cap := coalesce(cap, 100);  -- the documented default, should the row ever be missing
   SELECT count(*) INTO n_active FROM booking.bookings
    WHERE user_id = uid AND status = 'confirmed' AND upper(period) > at;
   IF n_active >= cap THEN
@@ -574,7 +575,9 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
   SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
-  IF NOT FOUND THEN
+  IF NOT FOUND OR p_minutes NOT BETWEEN r.min_duration_minutes AND r.max_duration_minutes THEN
+    -- no such resource, or no booking of that length is ever accepted: no
+    -- slot, and no work (the busy ranges of a year-long window are not read)
     RETURN;
   END IF;
   step := gcd(r.slot_minutes, 15);

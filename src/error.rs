@@ -152,7 +152,7 @@ pub fn transient(e: &sqlx::Error) -> Option<&'static str> {
             Some(c) if c.starts_with("08") => Some("08"),
             _ => None,
         },
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => Some("connection"),
+        sqlx::Error::Io(_) => Some("connection"),
         _ => None,
     }
 }
@@ -171,6 +171,10 @@ fn classify_db(e: &sqlx::Error) -> (StatusCode, &'static str, Option<u64>) {
             }
             ("23503", Some("bookings_resource_id_fkey")) => {
                 (StatusCode::NOT_FOUND, "not_found", None)
+            }
+            // capacity lowered while this request picked a seat: that seat is gone
+            ("23514", Some("bookings_seat_within_capacity")) => {
+                (StatusCode::CONFLICT, "slot_taken", None)
             }
             ("23503", Some("resources_owner_id_fkey")) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", None)

@@ -222,12 +222,20 @@ impl Application {
                 let _ = tx.send(());
                 match tokio::time::timeout(Duration::from_secs(30), &mut server).await {
                     Ok(res) => res?,
-                    Err(_) => tracing::warn!("in-flight requests did not finish within 30 s"),
+                    Err(_) => {
+                        tracing::warn!("in-flight requests did not finish within 30 s: closing them");
+                        server.abort();
+                    }
                 }
             }
         }
         maintenance.abort();
-        self.state.db.close().await;
+        if tokio::time::timeout(Duration::from_secs(10), self.state.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections did not close within 10 s");
+        }
         Ok(())
     }
 }

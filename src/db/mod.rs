@@ -35,6 +35,10 @@ impl Db {
             ("statement_timeout", STATEMENT_TIMEOUT),
             ("lock_timeout", LOCK_TIMEOUT),
             ("idle_in_transaction_session_timeout", "15s"),
+            // the write functions refuse REPEATABLE READ; a database or role
+            // default must not turn every write into an error
+            // (a space in the startup `options` must be escaped with a backslash)
+            ("default_transaction_isolation", "read\\ committed"),
             ("TimeZone", "UTC"),
         ]);
         let pool = PgPoolOptions::new()
@@ -93,15 +97,24 @@ impl Scoped {
     pub fn conn(&mut self) -> &mut PgConnection {
         &mut self.tx
     }
-    /// Commit. A database error (a serialization failure found at commit,
-    /// say) means nothing was committed and passes through as it is, to be
-    /// retried or mapped. A lost connection does not say whether the commit
-    /// happened: that is a 503 which is never retried here (a client's retry
-    /// with its Idempotency-Key is safe; ours could double-apply).
+    /// Commit. An error that proves nothing was committed (a serialization
+    /// failure or deadlock found at commit, a deferred constraint, an aborted
+    /// transaction) passes through as it is, to be retried or mapped. Anything
+    /// else — a lost connection, a pooler's "server conn crashed", a shutdown —
+    /// does not say whether the commit happened: that is a 503 which is never
+    /// retried here (a client's retry with its Idempotency-Key is safe; ours
+    /// could double-apply).
     pub async fn commit(self) -> Result<(), crate::error::ApiError> {
         match self.tx.commit().await {
             Ok(()) => Ok(()),
-            Err(e @ sqlx::Error::Database(_)) => Err(e.into()),
+            // the server refused the commit: nothing of it happened
+            Err(sqlx::Error::Database(d))
+                if d.code().is_some_and(|c| {
+                    c.starts_with("40") || c.starts_with("23") || c.starts_with("25")
+                }) =>
+            {
+                Err(sqlx::Error::Database(d).into())
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "the connection failed during COMMIT: outcome unknown");
                 metrics::counter!("booking_db_commit_unknown_total").increment(1);

@@ -138,6 +138,9 @@ async fn once<F>(
 where
     F: for<'c> FnMut(&'c mut PgConnection) -> Op<'c>,
 {
+    // keys are a user's: the service role (administration) is not tracked,
+    // its cancel is idempotent and its reschedule has If-Match
+    let key = key.filter(|_| !who.is_service());
     let mut tx = st.db.begin(who).await?;
     if let Some(k) = key {
         if !store::try_lock(tx.conn(), who.user_id, k).await? {

@@ -259,7 +259,8 @@ pub async fn availability(
     let minutes = duration.unwrap_or(r.min_duration_minutes);
     // candidates step by gcd(slot, 15) minutes in UTC (see booking.availability)
     let step = gcd(i64::from(r.slot_minutes.max(1)), 15);
-    let starts = (to - from).num_seconds() / 60 / step;
+    let step_secs = 60 * step;
+    let starts = ((to - from).num_seconds() + step_secs - 1) / step_secs;
     if starts > MAX_SLOT_STARTS {
         return Err(ApiError::validation(
             "to",

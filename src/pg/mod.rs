@@ -143,7 +143,7 @@ impl Cluster {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.join("postgres").display()))?;
         let pid = child.id();
-        spawn_watchdog(pid, opts.ephemeral.then_some(data_dir.as_path()))?;
+        spawn_watchdog(pid, &pgdata, opts.ephemeral.then_some(data_dir.as_path()))?;
         let mut cluster = Cluster {
             data_dir: data_dir.clone(),
             opts,
@@ -484,16 +484,22 @@ fn run_as() -> anyhow::Result<Option<RunAs>> {
 
 /// A shell that outlives nothing: when this process ends, however it ends, it
 /// stops the cluster (and, for a throw-away cluster, removes its directory).
-fn spawn_watchdog(pg_pid: u32, remove_dir: Option<&Path>) -> anyhow::Result<()> {
+fn spawn_watchdog(pg_pid: u32, pgdata: &Path, remove_dir: Option<&Path>) -> anyhow::Result<()> {
     let me = std::process::id();
+    // the pid is only ours while it is a postgres on our data dir: after a
+    // restart (or once it has exited) the number may belong to anyone
+    let ours = format!(
+        "tr '\\0' ' ' < /proc/{pg_pid}/cmdline 2>/dev/null | grep -qF -- '{}'",
+        pgdata.display().to_string().replace('\'', "")
+    );
     let cleanup = match remove_dir {
         Some(dir) => format!("rm -rf '{}'", dir.display().to_string().replace('\'', "")),
         None => String::new(),
     };
     let script = format!(
         "while kill -0 {me} 2>/dev/null; do sleep 1; done; \
-         if kill -0 {pg_pid} 2>/dev/null; then kill -INT {pg_pid}; fi; \
-         while kill -0 {pg_pid} 2>/dev/null; do sleep 0.2; done; {cleanup}"
+         if {ours}; then kill -INT {pg_pid}; fi; \
+         while {ours}; do sleep 0.2; done; {cleanup}"
     );
     std::process::Command::new("sh")
         .arg("-c")

@@ -73,7 +73,7 @@ async fn one_user_flooding_expensive_reads_does_not_slow_another_users_creates()
     assert!(limited > 0, "the flooder was limited: {limited} 429s");
     assert_eq!(other, 0, "no other answers to the flooder");
     assert!(
-        worst < Duration::from_secs(2),
+        worst < Duration::from_secs(3),
         "the slowest bystander create took {worst:?}"
     );
 }

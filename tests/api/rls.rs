@@ -183,3 +183,25 @@ async fn a_pooled_connection_carries_no_claims_after_a_request() {
     db.close().await;
     login.close().await.expect("close");
 }
+
+/// The serving pool reads committed whatever the database's default: the
+/// write functions refuse REPEATABLE READ, so a role or database default of it
+/// must not turn every write into an error.
+#[tokio::test]
+async fn the_pool_reads_committed_whatever_the_database_default() {
+    let app = TestApp::spawn().await;
+    let mut admin = app.admin_conn().await;
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'",
+        app.db_name
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("alter database");
+    admin.close().await.expect("close");
+    let server = app.another_server().await;
+    let u = server.user("+14155550991").await;
+    let room = server.room().await;
+    let r = server.book(&u, &room, &at(3, 9, 0), &at(3, 10, 0)).await;
+    assert_eq!(r.status(), 201);
+}

@@ -35,17 +35,6 @@ fn supa() -> &'static Supa {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/supabase-db");
-        let out = std::process::Command::new(script)
-            .arg("start")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run scripts/supabase-db");
-        assert!(
-            out.status.success(),
-            "scripts/supabase-db start failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         // stop it and remove it when this process ends, however it ends
         let me = std::process::id();
         let d = dir.display().to_string();
@@ -61,6 +50,17 @@ fn supa() -> &'static Supa {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("watchdog");
+        let out = std::process::Command::new(script)
+            .arg("start")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run scripts/supabase-db");
+        assert!(
+            out.status.success(),
+            "scripts/supabase-db start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let env: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))

@@ -9,7 +9,7 @@
 //! used to strip a booking's buffer.
 
 use crate::helpers::door;
-use crate::helpers::rules::{pin, t};
+use crate::helpers::rules::{booked, pin, t};
 use crate::helpers::{TestApp, TestUser};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
@@ -46,10 +46,8 @@ fn refused(what: &str, err: &str) {
 }
 
 async fn booking_id(app: &TestApp, u: &TestUser, room: &str, s: &str, e: &str) -> Uuid {
-    let r = app.book(u, room, s, e).await;
-    assert_eq!(r.status(), 201, "{s}..{e}");
-    let v: Value = r.json().await.expect("json");
-    Uuid::parse_str(v["id"].as_str().expect("id")).expect("uuid")
+    let b = booked(app, u, room, s, e).await;
+    Uuid::parse_str(b["id"].as_str().expect("id")).expect("uuid")
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Booking lifecycle over HTTP: create, conflicts, adjacency, reschedule,
 //! cancel, history, visibility, validation.
 
+use crate::helpers::rules::{booked, path_of};
 use crate::helpers::{at, TestApp};
 use serde_json::{json, Value};
 
@@ -515,13 +516,8 @@ async fn history_comes_in_pages() {
     let app = TestApp::spawn().await;
     let u = app.user("+14155550980").await;
     let room = app.room().await;
-    let b: Value = app
-        .book(&u, &room, &at(3, 9, 0), &at(3, 10, 0))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let path = format!("/v1/bookings/{}", b["id"].as_str().expect("id"));
+    let b = booked(&app, &u, &room, &at(3, 9, 0), &at(3, 10, 0)).await;
+    let path = path_of(&b);
     for n in 0..4 {
         let note = format!("change {n}");
         let r = app

@@ -1,6 +1,7 @@
 //! Safe retries: Idempotency-Key replays, optimistic concurrency, transient
 //! failures, and the retrying client.
 
+use crate::helpers::rules::{booked, path_of};
 use crate::helpers::{at, TestApp, TestUser};
 use booking::client::Client;
 use futures::future::join_all;
@@ -381,13 +382,8 @@ async fn the_service_role_may_send_a_key_on_admin_writes() {
     let app = TestApp::spawn().await;
     let u = app.user("+14155550990").await;
     let room = app.room().await;
-    let b: Value = app
-        .book(&u, &room, &at(3, 9, 0), &at(3, 10, 0))
-        .await
-        .json()
-        .await
-        .expect("json");
-    let path = format!("/v1/bookings/{}", b["id"].as_str().expect("id"));
+    let b = booked(&app, &u, &room, &at(3, 9, 0), &at(3, 10, 0)).await;
+    let path = path_of(&b);
     let moved = app
         .client
         .patch(app.url(&path))

@@ -80,6 +80,13 @@ pub struct Config {
     /// A reused refresh token still returns its successor within this many
     /// seconds of its first use (a double submit), like Supabase Auth.
     pub refresh_reuse_secs: i64,
+    /// `BOOKING_WEBHOOK_ALLOW_PRIVATE`: deliver to non-public addresses too.
+    pub webhook_allow_private: bool,
+    /// `BOOKING_WEBHOOK_DISABLE_AFTER_DAYS`: an endpoint whose every delivery
+    /// failed for this many days is disabled (0: never).
+    pub webhook_disable_after_days: i64,
+    /// `BOOKING_PUBLIC_URL`: the base of URLs the server hands out.
+    pub public_url: String,
 }
 
 impl Config {
@@ -225,6 +232,31 @@ impl Config {
         let header_read_timeout_secs =
             int_var(&non_empty, "BOOKING_HEADER_READ_TIMEOUT", 15, 1, 300)?;
         let refresh_reuse_secs = int_var(&non_empty, "BOOKING_REFRESH_REUSE_SECONDS", 10, 0, 3600)?;
+        let webhook_allow_private = match non_empty("BOOKING_WEBHOOK_ALLOW_PRIVATE").as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_WEBHOOK_ALLOW_PRIVATE",
+                    format!("`{v}` is not on or off"),
+                ))
+            }
+        };
+        let webhook_disable_after_days =
+            int_var(&non_empty, "BOOKING_WEBHOOK_DISABLE_AFTER_DAYS", 5, 0, 365)?;
+        let public_url =
+            match non_empty("BOOKING_PUBLIC_URL") {
+                None => format!("http://{addr}"),
+                Some(u) => match reqwest::Url::parse(&u) {
+                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
+                        u.trim_end_matches('/').to_string()
+                    }
+                    _ => return Err(bad(
+                        "BOOKING_PUBLIC_URL",
+                        "must be an http:// or https:// URL such as https://booking.example.com",
+                    )),
+                },
+            };
         Ok(Config {
             addr,
             database_url,
@@ -248,6 +280,9 @@ impl Config {
             max_in_flight,
             header_read_timeout_secs,
             refresh_reuse_secs,
+            webhook_allow_private,
+            webhook_disable_after_days,
+            public_url,
         })
     }
 }
@@ -295,6 +330,12 @@ impl std::fmt::Debug for Config {
             .field("max_in_flight", &self.max_in_flight)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("refresh_reuse_secs", &self.refresh_reuse_secs)
+            .field("webhook_allow_private", &self.webhook_allow_private)
+            .field(
+                "webhook_disable_after_days",
+                &self.webhook_disable_after_days,
+            )
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -359,6 +400,8 @@ mod tests {
             ("BOOKING_OTP_DELIVERY", "sms"),
             ("BOOKING_RATE_LIMITS", "maybe"),
             ("BOOKING_LOG_FORMAT", "xml"),
+            ("BOOKING_WEBHOOK_ALLOW_PRIVATE", "yes"),
+            ("BOOKING_PUBLIC_URL", "ftp://x"),
         ] {
             let e = parse(&[(k, v)]).expect_err(k);
             assert_eq!(e.var, k);

@@ -25,3 +25,4 @@ pub mod pg;
 pub mod simulate;
 pub mod startup;
 pub mod telemetry;
+pub mod webhooks;

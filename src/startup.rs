@@ -182,6 +182,7 @@ impl Application {
             config: Arc::new(config.clone()),
             metrics: metrics_handle(),
             auth_blocks: Default::default(),
+            wake: Default::default(),
         };
         let listener = TcpListener::bind(config.addr)
             .await
@@ -215,6 +216,17 @@ impl Application {
             Duration::from_secs(self.state.config.header_read_timeout_secs.max(1) as u64);
         let mut server = tokio::spawn(serve_http(self.listener, self.router, header_timeout, rx));
         let maintenance = http::maintenance::spawn(self.state.clone());
+        let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+        let worker = crate::webhooks::spawn(
+            crate::webhooks::Worker {
+                db: self.state.db.clone(),
+                http: crate::webhooks::client(self.state.config.webhook_allow_private),
+                allow_private: self.state.config.webhook_allow_private,
+                disable_after_days: self.state.config.webhook_disable_after_days as i32,
+                wake: self.state.wake.clone(),
+            },
+            worker_stop,
+        );
         tokio::select! {
             res = &mut server => { res?; }
             _ = shutdown => {
@@ -230,6 +242,17 @@ impl Application {
             }
         }
         maintenance.abort();
+        // the webhook worker claims nothing new and finishes (and records)
+        // the deliveries it has started: each takes at most 10 s
+        let _ = stop_worker.send(true);
+        let mut worker = worker;
+        if tokio::time::timeout(Duration::from_secs(15), &mut worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("webhook deliveries did not finish within 15 s; their leases lapse and another process retries them");
+            worker.abort();
+        }
         if tokio::time::timeout(Duration::from_secs(10), self.state.db.close())
             .await
             .is_err()

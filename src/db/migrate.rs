@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "authority",
         sql: include_str!("../../migrations/0006_authority.sql"),
     },
+    Migration {
+        version: 7,
+        name: "webhooks",
+        sql: include_str!("../../migrations/0007_webhooks.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -11,6 +11,7 @@ pub mod resources;
 pub mod retry;
 pub mod signin;
 pub mod users;
+pub mod webhooks;
 
 use crate::identity::Identity;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

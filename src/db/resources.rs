@@ -26,6 +26,9 @@ pub struct Resource {
     pub opening_hours: Option<serde_json::Value>,
     pub owner_id: Option<Uuid>,
     pub active: bool,
+    /// Minutes before each confirmed booking's start at which a
+    /// `booking.reminder` webhook is due (e.g. `[1440, 60]`).
+    pub reminders_minutes: Vec<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -45,10 +48,11 @@ pub struct ResourceFields {
     pub opening_hours: Option<serde_json::Value>,
     pub owner_id: Option<Uuid>,
     pub active: bool,
+    pub reminders_minutes: Vec<i32>,
 }
 
 const COLUMNS: &str = "id, name, timezone, capacity, slot_minutes, min_duration_minutes, max_duration_minutes, \
-    buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, created_at, updated_at";
+    buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes, created_at, updated_at";
 
 pub async fn list_active(conn: &mut PgConnection) -> sqlx::Result<Vec<Resource>> {
     sqlx::query_as(&format!(
@@ -97,13 +101,14 @@ fn bind_fields<'q>(
         .bind(&f.opening_hours)
         .bind(f.owner_id)
         .bind(f.active)
+        .bind(&f.reminders_minutes)
 }
 
 pub async fn insert(conn: &mut PgConnection, f: &ResourceFields) -> sqlx::Result<Resource> {
     let sql = format!(
         "INSERT INTO booking.resources (name, timezone, capacity, slot_minutes, min_duration_minutes, \
-           max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING {COLUMNS}"
+           max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
     );
     bind_fields(sqlx::query_as(&sql), f).fetch_one(conn).await
 }
@@ -116,7 +121,7 @@ pub async fn update(
     let sql = format!(
         "UPDATE booking.resources SET name = $2, timezone = $3, capacity = $4, slot_minutes = $5, \
            min_duration_minutes = $6, max_duration_minutes = $7, buffer_minutes = $8, min_notice_minutes = $9, \
-           max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, updated_at = now() \
+           max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, reminders_minutes = $14, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     bind_fields(sqlx::query_as(&sql).bind(id), f)

@@ -171,10 +171,12 @@ pub async fn create(
         })
     })
     .await;
-    if let Err(e) = &result {
-        if e.status().is_server_error() {
+    match &result {
+        Ok(_) => st.wake.now(),
+        Err(e) if e.status().is_server_error() => {
             metrics::counter!("booking_attempts_total", "outcome" => "error").increment(1);
         }
+        Err(_) => {}
     }
     result
 }
@@ -401,7 +403,7 @@ pub async fn reschedule(
     let IfMatch(version) = if_match?;
     let canonical = serde_json::json!({"start": body.start, "end": body.end, "note": body.note, "if_match": version});
     let fp = fingerprint("PATCH", &format!("/v1/bookings/{id}"), Some(&canonical));
-    idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
+    let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         let note = note.clone();
         Box::pin(async move {
             let note_ref = note.as_ref().map(|n| n.as_deref());
@@ -411,7 +413,11 @@ pub async fn reschedule(
             Ok(booking_response(StatusCode::OK, &b))
         })
     })
-    .await
+    .await;
+    if result.is_ok() {
+        st.wake.now();
+    }
+    result
 }
 
 /// Cancel. Repeating it changes nothing.
@@ -436,13 +442,17 @@ pub async fn cancel(
         &format!("/v1/bookings/{id}"),
         Some(&serde_json::json!({"if_match": version})),
     );
-    idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
+    let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         Box::pin(async move {
             let b = settle(bookings::cancel(conn, BookingId(id), version).await?)?;
             Ok(booking_response(StatusCode::OK, &b))
         })
     })
-    .await
+    .await;
+    if result.is_ok() {
+        st.wake.now();
+    }
+    result
 }
 
 /// History of a booking, a page at a time.

@@ -37,6 +37,18 @@ pub async fn run_once(st: &AppState) {
     if let Err(e) = signin_sweep(st).await {
         tracing::warn!(error = %e, "sign-in housekeeping failed");
     }
+    match webhook_prune(st).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "webhook messages past their 30 days swept"),
+        Err(e) => tracing::warn!(error = %e, "webhook housekeeping failed"),
+    }
+}
+
+async fn webhook_prune(st: &AppState) -> ApiResult<i32> {
+    let mut tx = st.db.begin(&Identity::service()).await?;
+    let n = crate::db::webhooks::prune(tx.conn(), 5000).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 async fn signin_sweep(st: &AppState) -> ApiResult<()> {

@@ -12,6 +12,7 @@ pub mod resources;
 pub mod signin;
 pub mod signin_limit;
 pub mod users;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Addresses over their `/v1/auth/*` limit, known to this instance.
     pub auth_blocks: signin_limit::AuthBlocks,
+    /// Wakes this process's webhook worker after a change was committed.
+    pub wake: crate::webhooks::Wake,
 }
 
 async fn not_found() -> crate::error::ApiError {
@@ -83,6 +86,28 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/admin/resources/{id}",
             axum::routing::patch(resources::update),
+        )
+        .route(
+            "/v1/admin/webhooks",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/v1/admin/webhooks/{id}/messages/{message_id}/resend",
+            post(webhooks::resend),
         )
         .route("/v1/me", get(users::me).patch(users::update_me))
         .route(

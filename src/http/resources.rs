@@ -33,6 +33,8 @@ pub struct ResourceInput {
     pub opening_hours: Option<Value>,
     pub owner_id: Option<Uuid>,
     pub active: Option<bool>,
+    /// Minutes before start for `booking.reminder` webhooks: at most 5, each 1-43200.
+    pub reminders_minutes: Option<Vec<i32>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -104,6 +106,15 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
             }
         },
     };
+    let mut reminders_minutes = i.reminders_minutes.clone().unwrap_or_default();
+    reminders_minutes.sort_unstable_by(|a, b| b.cmp(a));
+    reminders_minutes.dedup();
+    if reminders_minutes.len() > 5 || reminders_minutes.iter().any(|m| !(1..=43_200).contains(m)) {
+        errors.push(FieldError::new(
+            "reminders_minutes",
+            "at most 5 values, each from 1 to 43200 (30 days)",
+        ));
+    }
     if let Some(owner) = i.owner_id {
         if !resources::user_exists(conn, UserId(owner)).await? {
             errors.push(FieldError::new("owner_id", "no such user"));
@@ -125,6 +136,7 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
         opening_hours,
         owner_id: i.owner_id,
         active: i.active.unwrap_or(true),
+        reminders_minutes,
     })
 }
 

@@ -468,6 +468,12 @@ async fn the_reviews_findings_stay_closed() {
         "reschedule_booking",
         "schema_version",
         "seats_in_use_beyond",
+        "webhook_backlog",
+        "webhook_claim",
+        "webhook_event_types",
+        "webhook_prune",
+        "webhook_resend",
+        "webhook_settle",
     ];
     for (name, anon, user, service) in &grants {
         assert_eq!(*anon, name == "schema_version", "anon on {name}");

@@ -29,3 +29,4 @@ mod simulate;
 mod staff;
 mod strict;
 mod supabase;
+mod webhooks;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod rules;
 
 use booking::config::Config;
@@ -203,6 +204,8 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
     m.insert("BOOKING_DB_POOL_SIZE".into(), "10".into());
     // tests fire many requests of one user at once; the flood tests set it low
     m.insert("BOOKING_MAX_IN_FLIGHT_PER_USER".into(), "1000".into());
+    // webhook receivers in tests listen on loopback (the SSRF test turns it off)
+    m.insert("BOOKING_WEBHOOK_ALLOW_PRIVATE".into(), "on".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }

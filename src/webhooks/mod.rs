@@ -1,0 +1,392 @@
+//! Events out. Messages are written by the database in the transaction of
+//! the change they report (migration 0007); this module delivers them: the
+//! worker every `booking serve` process runs, the Standard Webhooks
+//! signature, the SSRF guard, and the body.
+
+pub mod sign;
+pub mod ssrf;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::db::bookings::Booking;
+use crate::db::webhooks::{self as db, Claimed};
+use crate::db::Db;
+use crate::identity::Identity;
+
+/// Retry delays after the 1st … 7th failed attempt (±20 % jitter); the 8th
+/// failure marks the message failed.
+pub const RETRY_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
+/// At most this many messages are claimed (and delivered at once) per round.
+pub const BATCH: i32 = 16;
+/// A claim lasts this long; delivery takes at most [`TOTAL_TIMEOUT`].
+pub const LEASE_SECONDS: i32 = 60;
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// With nothing due, the worker looks again after this (or when woken).
+pub const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// The delay before retry `n` (1-based: after the n-th failed attempt), or
+/// None when the n-th failure is the last.
+pub fn retry_after(n: i32) -> Option<f64> {
+    let base = *RETRY_SCHEDULE.get(usize::try_from(n).ok()?.checked_sub(1)?)? as f64;
+    Some(base * rand::thread_rng().gen_range(0.8..=1.2))
+}
+
+/// What a booking-changing request tells the worker: something may be due.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn now(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// `previous` in a message's data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Previous {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub status: String,
+}
+
+/// A booking event's data: the booking after the change (the API's shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BookingData {
+    #[serde(flatten)]
+    pub booking: Booking,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, D: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: DateTime<Utc>,
+    data: D,
+}
+
+/// The body of a message: `{"type","timestamp","data"}`, rendered the same
+/// way on every attempt (so a retry carries the identical body). Booking
+/// data is read into the API's booking type and written back, so times are
+/// UTC `Z` like every API answer.
+pub fn render(event: &str, created_at: DateTime<Utc>, data: &serde_json::Value) -> Vec<u8> {
+    let out = if event.starts_with("booking.") {
+        match serde_json::from_value::<BookingData>(data.clone()) {
+            Ok(d) => serde_json::to_vec(&Envelope {
+                kind: event,
+                timestamp: created_at,
+                data: d,
+            }),
+            Err(_) => serde_json::to_vec(&Envelope {
+                kind: event,
+                timestamp: created_at,
+                data,
+            }),
+        }
+    } else {
+        serde_json::to_vec(&Envelope {
+            kind: event,
+            timestamp: created_at,
+            data,
+        })
+    };
+    out.unwrap_or_default()
+}
+
+/// The shared delivery client: connect 2 s, whole request 10 s, no redirects
+/// followed, and (unless private addresses are allowed) a resolver that never
+/// yields a non-public address.
+pub fn client(allow_private: bool) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TOTAL_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("booking-webhooks/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(4);
+    if !allow_private {
+        b = b.dns_resolver(Arc::new(ssrf::PublicOnly));
+    }
+    b.build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The worker's settings.
+#[derive(Clone)]
+pub struct Worker {
+    pub db: Db,
+    pub http: reqwest::Client,
+    pub allow_private: bool,
+    pub disable_after_days: i32,
+    pub wake: Wake,
+}
+
+/// One attempt's result.
+#[derive(Debug)]
+struct Attempt {
+    status: Option<u16>,
+    error: Option<String>,
+    duration_ms: i32,
+}
+
+impl Worker {
+    /// Run until `stop` turns true: claim, deliver, settle. A delivery in
+    /// progress when told to stop is finished (it takes at most 10 s) and
+    /// settled; nothing new is claimed.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut last_backlog = Instant::now() - Duration::from_secs(60);
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if last_backlog.elapsed() >= Duration::from_secs(5) {
+                last_backlog = Instant::now();
+                self.observe_backlog().await;
+            }
+            let batch = match self.claim().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook claim failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = self.wake.0.notified() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let mut set = JoinSet::new();
+            for m in batch {
+                let w = self.clone();
+                set.spawn(async move { w.deliver_and_settle(m).await });
+            }
+            while set.join_next().await.is_some() {}
+        }
+    }
+
+    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+        let mut tx = self.db.begin(&Identity::service()).await?;
+        let batch = db::claim(tx.conn(), BATCH, LEASE_SECONDS).await?;
+        tx.commit().await.map_err(|e| match e {
+            crate::error::ApiError::Database(d) => d,
+            other => sqlx::Error::Protocol(other.to_string()),
+        })?;
+        Ok(batch)
+    }
+
+    async fn observe_backlog(&self) {
+        let Ok(mut tx) = self.db.begin(&Identity::service()).await else {
+            return;
+        };
+        if let Ok((pending, due, oldest)) = db::backlog(tx.conn()).await {
+            metrics::gauge!("booking_webhook_outbox_pending").set(pending as f64);
+            metrics::gauge!("booking_webhook_outbox_due").set(due as f64);
+            metrics::gauge!("booking_webhook_oldest_due_seconds").set(oldest);
+        }
+        let _ = tx.commit().await;
+    }
+
+    async fn deliver_and_settle(&self, m: Claimed) {
+        let a = self.deliver(&m).await;
+        let (outcome, retry) = match a.status {
+            Some(s) if (200..300).contains(&s) => ("delivered", None),
+            Some(410) => ("gone", None),
+            _ => ("failed", retry_after(m.round_attempt)),
+        };
+        let label = match (outcome, retry) {
+            ("failed", Some(_)) => "retry",
+            ("failed", None) => "failed",
+            (o, _) => o,
+        };
+        metrics::counter!("booking_webhook_attempts_total").increment(1);
+        metrics::counter!("booking_webhook_deliveries_total", "outcome" => label).increment(1);
+        metrics::histogram!("booking_webhook_attempt_seconds")
+            .record(f64::from(a.duration_ms) / 1000.0);
+        if outcome == "delivered" {
+            let lag = (Utc::now() - m.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!("booking_webhook_lag_seconds").record(lag);
+        } else {
+            tracing::warn!(
+                endpoint_id = %m.endpoint_id,
+                message_id = %m.id,
+                event = %m.event,
+                attempt = m.attempt,
+                status = a.status,
+                error = a.error.as_deref().unwrap_or(""),
+                duration_ms = a.duration_ms,
+                next = label,
+                "webhook delivery failed"
+            );
+        }
+        // settling is retried briefly: a lost settle means a duplicate later
+        // (with the same webhook-id), never a lost message
+        for _ in 0..3 {
+            match self.settle(&m, outcome, &a, retry).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, message_id = %m.id, "recording a webhook attempt failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        m: &Claimed,
+        outcome: &str,
+        a: &Attempt,
+        retry: Option<f64>,
+    ) -> Result<(), crate::error::ApiError> {
+        let mut tx = self.db.begin(&Identity::service()).await?;
+        db::settle(
+            tx.conn(),
+            &db::Settle {
+                id: m.id,
+                lease: m.lease,
+                outcome,
+                status: a.status.map(i32::from),
+                error: a.error.as_deref(),
+                duration_ms: a.duration_ms,
+                retry_seconds: retry,
+                disable_after_days: self.disable_after_days,
+            },
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn deliver(&self, m: &Claimed) -> Attempt {
+        let started = Instant::now();
+        let fail = |e: String| Attempt {
+            status: None,
+            error: Some(e),
+            duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+        };
+        // IP literals never reach the resolver: check them here (names are
+        // checked by the resolver at connect time)
+        if !self.allow_private {
+            if let Ok(u) = reqwest::Url::parse(&m.url) {
+                let literal = match u.host() {
+                    Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                    Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                    _ => None,
+                };
+                if let Some(ip) = literal.filter(|ip| !ssrf::is_public(*ip)) {
+                    return fail(format!("{ip} is not a public address"));
+                }
+            }
+        }
+        let body = render(&m.event, m.created_at, &m.data);
+        let id = m.id.to_string();
+        let ts = Utc::now().timestamp();
+        let mut secrets = vec![m.secret.as_str()];
+        if let Some(p) = &m.previous_secret {
+            secrets.push(p.as_str());
+        }
+        let signature = sign::header(&secrets, &id, ts, &body);
+        let res = self
+            .http
+            .post(&m.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await;
+        match res {
+            Ok(r) => Attempt {
+                status: Some(r.status().as_u16()),
+                error: (!r.status().is_success()).then(|| format!("HTTP {}", r.status().as_u16())),
+                duration_ms: started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+            },
+            Err(e) => fail(describe(&e)),
+        }
+    }
+}
+
+/// A transport error in a few words (never the body or a secret).
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !t.is_empty() && !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s.chars().take(300).collect()
+}
+
+/// Start the worker; it stops when `stop` turns true.
+pub fn spawn(worker: Worker, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(worker.run(stop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_the_contracts() {
+        for (n, base) in RETRY_SCHEDULE.iter().enumerate() {
+            let d = retry_after(n as i32 + 1).expect("a retry");
+            assert!(
+                d >= *base as f64 * 0.8 && d <= *base as f64 * 1.2,
+                "{n}: {d}"
+            );
+        }
+        assert!(retry_after(8).is_none());
+        assert!(retry_after(0).is_none());
+    }
+
+    #[test]
+    fn booking_bodies_use_the_apis_times() {
+        let data = serde_json::json!({
+            "id": "00000000-0000-0000-0000-000000000001",
+            "resource_id": "00000000-0000-0000-0000-000000000002",
+            "user_id": "00000000-0000-0000-0000-000000000003",
+            "start": "2030-01-01T10:00:00+00:00", "end": "2030-01-01T11:00:00+00:00",
+            "status": "cancelled", "note": null, "version": 2,
+            "created_at": "2029-12-01T10:00:00.123456+00:00",
+            "updated_at": "2029-12-01T10:00:00.123456+00:00",
+            "cancelled_at": "2029-12-01T10:00:00.123456+00:00",
+            "previous": {"start": "2030-01-01T10:00:00+00:00", "end": "2030-01-01T11:00:00+00:00", "status": "confirmed"}
+        });
+        let at = DateTime::parse_from_rfc3339("2029-12-01T10:00:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
+        let body = render("booking.cancelled", at, &data);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["type"], "booking.cancelled");
+        assert_eq!(v["timestamp"], "2029-12-01T10:00:00Z");
+        assert_eq!(v["data"]["start"], "2030-01-01T10:00:00Z");
+        assert_eq!(v["data"]["previous"]["status"], "confirmed");
+        assert_eq!(body, render("booking.cancelled", at, &data));
+    }
+}

@@ -64,6 +64,14 @@ pub enum ApiError {
     Conflict(String),
     #[error("the resource changed since you read it")]
     PreconditionFailed,
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error("the hold expired before it was confirmed")]
+    HoldExpired,
+    #[error("some occurrences of the series cannot be booked; nothing was created")]
+    SeriesConflict(Vec<FieldError>),
+    #[error("live bookings lie inside the closure; pass cancel_conflicting=true to cancel them")]
+    ClosureConflicts(Vec<FieldError>),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being processed")]
@@ -98,6 +106,10 @@ impl ApiError {
             UserOverlap => (StatusCode::CONFLICT, "user_overlap", None),
             Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed", None),
+            NotAllowed(_) => (StatusCode::CONFLICT, "not_allowed", None),
+            HoldExpired => (StatusCode::CONFLICT, "hold_expired", None),
+            SeriesConflict(_) => (StatusCode::CONFLICT, "series_conflict", None),
+            ClosureConflicts(_) => (StatusCode::CONFLICT, "closure_conflicts", None),
             IdempotencyKeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -292,7 +304,9 @@ impl IntoResponse for ApiError {
             }
         };
         let errors = match self {
-            ApiError::Validation(errs) => Some(errs),
+            ApiError::Validation(errs)
+            | ApiError::SeriesConflict(errs)
+            | ApiError::ClosureConflicts(errs) => Some(errs),
             _ => None,
         };
         problem_response(status, code, detail, errors, retry_after)

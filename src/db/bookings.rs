@@ -15,22 +15,32 @@ use crate::domain::{BookingId, ResourceId, TimeRange, UserId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    /// Awaiting approval: occupies its seat like a confirmed booking.
+    Pending,
     Confirmed,
     Cancelled,
+    Rejected,
+    Expired,
 }
 
 impl Status {
     pub fn as_str(&self) -> &'static str {
         match self {
+            Status::Pending => "pending",
             Status::Confirmed => "confirmed",
             Status::Cancelled => "cancelled",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
         }
     }
 
     pub fn parse(s: &str) -> Option<Status> {
         match s {
+            "pending" => Some(Status::Pending),
             "confirmed" => Some(Status::Confirmed),
             "cancelled" => Some(Status::Cancelled),
+            "rejected" => Some(Status::Rejected),
+            "expired" => Some(Status::Expired),
             _ => None,
         }
     }
@@ -66,11 +76,14 @@ pub struct Booking {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The series this booking is an occurrence of; null if none.
+    #[serde(default)]
+    pub series_id: Option<Uuid>,
 }
 
 /// The columns of a booking as the API shows it, for `SELECT … FROM booking.bookings b`.
 pub const BOOKING_COLUMNS: &str = "b.id, b.resource_id, b.user_id, lower(b.period) AS start, \
-     upper(b.period) AS \"end\", b.status, b.note, b.version, b.created_at, b.updated_at, b.cancelled_at";
+     upper(b.period) AS \"end\", b.status, b.note, b.version, b.created_at, b.updated_at, b.cancelled_at, b.series_id";
 
 /// What a write function decided. Every outcome the database functions
 /// return is one of these; the handlers match them exhaustively.
@@ -93,6 +106,10 @@ pub enum Outcome {
     Forbidden,
     /// No user in the claims (or the service role where a user must act).
     Unauthenticated,
+    /// The action does not apply to the booking's state.
+    NotAllowed,
+    /// The hold ran out before it was confirmed.
+    HoldExpired,
 }
 
 /// `booking.write_result`, as it comes from the database.
@@ -112,6 +129,8 @@ struct WriteRow {
     created_at: Option<DateTime<Utc>>,
     updated_at: Option<DateTime<Utc>>,
     cancelled_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    series_id: Option<Uuid>,
 }
 
 impl WriteRow {
@@ -129,8 +148,33 @@ impl WriteRow {
             created_at: self.created_at.ok_or_else(|| missing("created_at"))?,
             updated_at: self.updated_at.ok_or_else(|| missing("updated_at"))?,
             cancelled_at: self.cancelled_at,
+            series_id: self.series_id,
         })
     }
+
+    /// The row as a hold (`create_hold` answers with one).
+    fn hold(self) -> Result<Hold, sqlx::Error> {
+        let missing = |c: &str| sqlx::Error::Decode(format!("write_result without {c}").into());
+        Ok(Hold {
+            id: self.id.ok_or_else(|| missing("id"))?,
+            resource_id: self.resource_id.ok_or_else(|| missing("resource_id"))?,
+            user_id: self.user_id.ok_or_else(|| missing("user_id"))?,
+            start: self.starts_at.ok_or_else(|| missing("starts_at"))?,
+            end: self.ends_at.ok_or_else(|| missing("ends_at"))?,
+            expires_at: self.expires_at.ok_or_else(|| missing("expires_at"))?,
+        })
+    }
+}
+
+/// A hold: a seat kept for its user until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Hold {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub user_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 impl TryFrom<WriteRow> for Outcome {
@@ -151,6 +195,8 @@ impl TryFrom<WriteRow> for Outcome {
             "precondition_failed" => Outcome::PreconditionFailed,
             "forbidden" => Outcome::Forbidden,
             "unauthenticated" => Outcome::Unauthenticated,
+            "not_allowed" => Outcome::NotAllowed,
+            "hold_expired" => Outcome::HoldExpired,
             other => {
                 return Err(sqlx::Error::Decode(
                     format!("unknown write outcome `{other}`").into(),
@@ -214,7 +260,7 @@ pub async fn cancel(
 
 pub async fn get(conn: &mut PgConnection, id: BookingId) -> sqlx::Result<Option<Booking>> {
     sqlx::query_as(&format!(
-        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE b.id = $1"
+        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE b.id = $1 AND NOT b.is_hold"
     ))
     .bind(id)
     .fetch_optional(conn)
@@ -239,7 +285,7 @@ pub struct ListFilter {
 /// overlap [from, to).
 pub async fn list(conn: &mut PgConnection, f: &ListFilter) -> sqlx::Result<Vec<Booking>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE true"
+        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE NOT b.is_hold"
     ));
     if let Some(u) = f.user_id {
         q.push(" AND b.user_id = ").push_bind(u);
@@ -302,4 +348,186 @@ pub async fn history(
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.event)).collect())
+}
+
+/// A hold's outcome: the hold, or why not.
+pub enum HoldOutcome {
+    Held(Hold),
+    Refused(Outcome),
+}
+
+/// Hold a seat for `seconds` (30-3600), under every rule of a create.
+pub async fn hold(
+    conn: &mut PgConnection,
+    resource_id: ResourceId,
+    period: TimeRange,
+    seconds: i32,
+) -> sqlx::Result<HoldOutcome> {
+    let row: WriteRow = sqlx::query_as("SELECT * FROM booking.create_hold($1, $2, $3, $4)")
+        .bind(resource_id)
+        .bind(period.start())
+        .bind(period.end())
+        .bind(seconds)
+        .fetch_one(conn)
+        .await?;
+    if row.outcome == "created" {
+        return Ok(HoldOutcome::Held(row.hold()?));
+    }
+    Ok(HoldOutcome::Refused(row.try_into()?))
+}
+
+/// Turn a hold into its booking.
+pub async fn confirm_hold(
+    conn: &mut PgConnection,
+    id: Uuid,
+    note: Option<&str>,
+) -> sqlx::Result<Outcome> {
+    let q = sqlx::query_as("SELECT * FROM booking.confirm_hold($1, $2)")
+        .bind(id)
+        .bind(note);
+    outcome(q, conn).await
+}
+
+pub async fn release_hold(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Outcome> {
+    let q = sqlx::query_as("SELECT * FROM booking.release_hold($1)").bind(id);
+    outcome(q, conn).await
+}
+
+/// A live hold of the caller's (RLS: only the holder and the service role see holds).
+pub async fn get_hold(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Hold>> {
+    sqlx::query_as(
+        "SELECT b.id, b.resource_id, b.user_id, lower(b.period) AS start, upper(b.period) AS \"end\", b.expires_at \
+           FROM booking.bookings b WHERE b.id = $1 AND b.is_hold AND b.status = 'held'",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Approve (true) or reject a pending booking.
+pub async fn decide(
+    conn: &mut PgConnection,
+    id: BookingId,
+    approve: bool,
+) -> sqlx::Result<Outcome> {
+    let q = sqlx::query_as("SELECT * FROM booking.decide_booking($1, $2)")
+        .bind(id)
+        .bind(approve);
+    outcome(q, conn).await
+}
+
+pub use crate::domain::rrule::Rule;
+
+/// A series' outcome: its bookings; one refusal per refused occurrence
+/// (`occurrences[i]`: slot_taken, user_overlap or invalid, with the message);
+/// or one refusal of the whole request.
+pub enum SeriesOutcome {
+    Created(Vec<Booking>),
+    Occurrences(Vec<(String, String, String)>),
+    Refused(Outcome),
+}
+
+pub async fn create_series(
+    conn: &mut PgConnection,
+    resource_id: ResourceId,
+    period: TimeRange,
+    rule: &Rule,
+    note: Option<&str>,
+) -> sqlx::Result<SeriesOutcome> {
+    let rows: Vec<WriteRow> = sqlx::query_as(
+        "SELECT * FROM booking.create_series($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(resource_id)
+    .bind(period.start())
+    .bind(period.end())
+    .bind(&rule.freq)
+    .bind(rule.interval)
+    .bind(&rule.byday)
+    .bind(rule.count)
+    .bind(rule.until)
+    .bind(&rule.text)
+    .bind(note)
+    .fetch_all(conn)
+    .await?;
+    if !rows.is_empty() && rows.iter().all(|r| r.outcome == "created") {
+        return Ok(SeriesOutcome::Created(
+            rows.into_iter()
+                .map(WriteRow::booking)
+                .collect::<Result<_, _>>()?,
+        ));
+    }
+    let refused: Vec<WriteRow> = rows
+        .into_iter()
+        .filter(|r| r.outcome != "created")
+        .collect();
+    if refused.iter().all(|r| {
+        r.field
+            .as_deref()
+            .is_some_and(|f| f.starts_with("occurrences["))
+    }) && !refused.is_empty()
+    {
+        return Ok(SeriesOutcome::Occurrences(
+            refused
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.outcome,
+                        r.field.unwrap_or_default(),
+                        r.message.unwrap_or_default(),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    match refused.into_iter().next() {
+        Some(r) => Ok(SeriesOutcome::Refused(r.try_into()?)),
+        None => Err(sqlx::Error::Decode("create_series returned nothing".into())),
+    }
+}
+
+/// A series as stored (RLS: its user; the service role).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SeriesRow {
+    pub id: Uuid,
+    pub resource_id: Uuid,
+    pub user_id: Uuid,
+    pub rrule: String,
+}
+
+pub async fn get_series(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<SeriesRow>> {
+    sqlx::query_as("SELECT id, resource_id, user_id, rrule FROM booking.series WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn series_bookings(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<Booking>> {
+    sqlx::query_as(&format!(
+        "SELECT {BOOKING_COLUMNS} FROM booking.bookings b WHERE b.series_id = $1 AND NOT b.is_hold \
+         ORDER BY lower(b.period), b.id"
+    ))
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Cancel a series' occurrences from `from` on; None when the caller may not.
+pub async fn cancel_series(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar("SELECT booking.cancel_series($1, $2)")
+        .bind(id)
+        .bind(from)
+        .fetch_one(conn)
+        .await
+}
+
+/// Retire expired holds and pending bookings (the sweeper).
+pub async fn expire_due(conn: &mut PgConnection, limit: i32) -> sqlx::Result<i32> {
+    sqlx::query_scalar("SELECT booking.expire_due($1)")
+        .bind(limit)
+        .fetch_one(conn)
+        .await
 }

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../../migrations/0007_webhooks.sql"),
     },
+    Migration {
+        version: 8,
+        name: "flows",
+        sql: include_str!("../../migrations/0008_flows.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

@@ -29,6 +29,14 @@ pub struct Resource {
     /// Minutes before each confirmed booking's start at which a
     /// `booking.reminder` webhook is due (e.g. `[1440, 60]`).
     pub reminders_minutes: Vec<i32>,
+    /// Bookings are created `pending` until the owner or the service role approves.
+    pub requires_approval: bool,
+    /// A pending booking not decided within this many minutes expires.
+    pub approval_timeout_minutes: i32,
+    /// `{"YYYY-MM-DD": [["HH:MM","HH:MM"], …]}` replaces that local date's
+    /// opening hours (`[]`: closed all day); null = none.
+    #[schema(value_type = Option<Object>)]
+    pub date_overrides: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -49,10 +57,14 @@ pub struct ResourceFields {
     pub owner_id: Option<Uuid>,
     pub active: bool,
     pub reminders_minutes: Vec<i32>,
+    pub requires_approval: bool,
+    pub approval_timeout_minutes: i32,
+    pub date_overrides: Option<serde_json::Value>,
 }
 
 const COLUMNS: &str = "id, name, timezone, capacity, slot_minutes, min_duration_minutes, max_duration_minutes, \
-    buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes, created_at, updated_at";
+    buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes, requires_approval, approval_timeout_minutes, \
+    date_overrides, created_at, updated_at";
 
 pub async fn list_active(conn: &mut PgConnection) -> sqlx::Result<Vec<Resource>> {
     sqlx::query_as(&format!(
@@ -102,13 +114,17 @@ fn bind_fields<'q>(
         .bind(f.owner_id)
         .bind(f.active)
         .bind(&f.reminders_minutes)
+        .bind(f.requires_approval)
+        .bind(f.approval_timeout_minutes)
+        .bind(&f.date_overrides)
 }
 
 pub async fn insert(conn: &mut PgConnection, f: &ResourceFields) -> sqlx::Result<Resource> {
     let sql = format!(
         "INSERT INTO booking.resources (name, timezone, capacity, slot_minutes, min_duration_minutes, \
-           max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}"
+           max_duration_minutes, buffer_minutes, min_notice_minutes, max_advance_days, opening_hours, owner_id, active, reminders_minutes, requires_approval, \
+           approval_timeout_minutes, date_overrides) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {COLUMNS}"
     );
     bind_fields(sqlx::query_as(&sql), f).fetch_one(conn).await
 }
@@ -121,7 +137,8 @@ pub async fn update(
     let sql = format!(
         "UPDATE booking.resources SET name = $2, timezone = $3, capacity = $4, slot_minutes = $5, \
            min_duration_minutes = $6, max_duration_minutes = $7, buffer_minutes = $8, min_notice_minutes = $9, \
-           max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, reminders_minutes = $14, updated_at = now() \
+           max_advance_days = $10, opening_hours = $11, owner_id = $12, active = $13, reminders_minutes = $14, requires_approval = $15, \
+           approval_timeout_minutes = $16, date_overrides = $17, updated_at = now() \
          WHERE id = $1 RETURNING {COLUMNS}"
     );
     bind_fields(sqlx::query_as(&sql).bind(id), f)

@@ -34,33 +34,7 @@ impl OpeningHours {
                     "`{day}` is not one of mon, tue, wed, thu, fri, sat, sun"
                 ));
             }
-            let items = list
-                .as_array()
-                .ok_or(format!("{day}: must be a list of intervals"))?;
-            let mut prev_end = 0;
-            let mut norm = Vec::new();
-            for (i, iv) in items.iter().enumerate() {
-                let pair = iv.as_array().filter(|a| a.len() == 2);
-                let (a, b) = match pair.map(|p| (p[0].as_str(), p[1].as_str())) {
-                    Some((Some(a), Some(b))) => (a, b),
-                    _ => return Err(format!("{day}[{i}]: must be [\"HH:MM\",\"HH:MM\"]")),
-                };
-                let open =
-                    minutes(a, false).ok_or(format!("{day}[{i}]: `{a}` is not a time HH:MM"))?;
-                let close =
-                    minutes(b, true).ok_or(format!("{day}[{i}]: `{b}` is not a time HH:MM"))?;
-                if close <= open {
-                    return Err(format!("{day}[{i}]: closes before it opens"));
-                }
-                if i > 0 && open < prev_end {
-                    return Err(format!(
-                        "{day}[{i}]: overlaps or precedes the interval before it"
-                    ));
-                }
-                prev_end = close;
-                norm.push(Value::from(vec![a.to_string(), b.to_string()]));
-            }
-            out.insert(day.clone(), Value::Array(norm));
+            out.insert(day.clone(), parse_intervals(day, list)?);
         }
         Ok(OpeningHours(Value::Object(out)))
     }
@@ -68,6 +42,58 @@ impl OpeningHours {
     pub fn into_value(self) -> Value {
         self.0
     }
+}
+
+/// One day's list of `["HH:MM","HH:MM"]` intervals, in order, not overlapping.
+fn parse_intervals(day: &str, list: &Value) -> Result<Value, String> {
+    let items = list
+        .as_array()
+        .ok_or(format!("{day}: must be a list of intervals"))?;
+    let mut prev_end = 0;
+    let mut norm = Vec::new();
+    for (i, iv) in items.iter().enumerate() {
+        let pair = iv.as_array().filter(|a| a.len() == 2);
+        let (a, b) = match pair.map(|p| (p[0].as_str(), p[1].as_str())) {
+            Some((Some(a), Some(b))) => (a, b),
+            _ => return Err(format!("{day}[{i}]: must be [\"HH:MM\",\"HH:MM\"]")),
+        };
+        let open = minutes(a, false).ok_or(format!("{day}[{i}]: `{a}` is not a time HH:MM"))?;
+        let close = minutes(b, true).ok_or(format!("{day}[{i}]: `{b}` is not a time HH:MM"))?;
+        if close <= open {
+            return Err(format!("{day}[{i}]: closes before it opens"));
+        }
+        if i > 0 && open < prev_end {
+            return Err(format!(
+                "{day}[{i}]: overlaps or precedes the interval before it"
+            ));
+        }
+        prev_end = close;
+        norm.push(Value::from(vec![a.to_string(), b.to_string()]));
+    }
+    Ok(Value::Array(norm))
+}
+
+/// At most this many dated overrides per resource.
+pub const MAX_DATE_OVERRIDES: usize = 1000;
+
+/// `{"YYYY-MM-DD": [intervals]}`: each key a real date, each value like one
+/// day of opening hours (`[]`: closed all day).
+pub fn parse_date_overrides(v: &Value) -> Result<Value, String> {
+    let obj = v
+        .as_object()
+        .ok_or("must be an object mapping YYYY-MM-DD to lists of [\"HH:MM\",\"HH:MM\"]")?;
+    if obj.len() > MAX_DATE_OVERRIDES {
+        return Err(format!("at most {MAX_DATE_OVERRIDES} dates"));
+    }
+    let mut out = Map::new();
+    for (date, list) in obj {
+        let ok = date.len() == 10 && chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok();
+        if !ok {
+            return Err(format!("`{date}` is not a date YYYY-MM-DD"));
+        }
+        out.insert(date.clone(), parse_intervals(date, list)?);
+    }
+    Ok(Value::Object(out))
 }
 
 #[cfg(test)]
@@ -79,6 +105,22 @@ mod tests {
     fn good_hours_parse() {
         let v = json!({"mon": [["09:00","12:00"],["13:00","17:00"]], "sat": [["10:00","24:00"]], "sun": []});
         assert!(OpeningHours::parse(&v).is_ok());
+    }
+
+    #[test]
+    fn date_overrides_parse_and_refuse() {
+        assert!(parse_date_overrides(
+            &json!({"2030-12-24": [["09:00","12:00"]], "2030-12-25": []})
+        )
+        .is_ok());
+        for v in [
+            json!([]),
+            json!({"2030-02-30": []}),
+            json!({"24.12.2030": []}),
+            json!({"2030-12-24": [["12:00","09:00"]]}),
+        ] {
+            assert!(parse_date_overrides(&v).is_err(), "{v} accepted");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod hours;
 pub mod ids;
 pub mod phone;
+pub mod rrule;
 pub mod time_range;
 
 pub use hours::OpeningHours;

@@ -49,6 +49,23 @@ pub struct Reschedule {
 
 pub const MAX_NOTE_CHARS: usize = 1000;
 
+/// What is wrong with a note, if anything.
+pub fn note_errors(note: Option<&str>) -> Vec<FieldError> {
+    match note {
+        Some(n) if n.chars().count() > MAX_NOTE_CHARS => vec![FieldError::new(
+            "note",
+            format!("at most {MAX_NOTE_CHARS} characters"),
+        )],
+        Some(n) if n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            vec![FieldError::new(
+                "note",
+                "must not contain control characters",
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Parse and check a period and note; all field errors at once.
 pub fn parse_period(start: &str, end: &str, note: Option<&str>) -> Result<TimeRange, ApiError> {
     let mut errors = Vec::new();
@@ -58,19 +75,7 @@ pub fn parse_period(start: &str, end: &str, note: Option<&str>) -> Result<TimeRa
     let e = parse_instant(end)
         .map_err(|m| errors.push(FieldError::new("end", m)))
         .ok();
-    if let Some(n) = note {
-        if n.chars().count() > MAX_NOTE_CHARS {
-            errors.push(FieldError::new(
-                "note",
-                format!("at most {MAX_NOTE_CHARS} characters"),
-            ));
-        } else if n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            errors.push(FieldError::new(
-                "note",
-                "must not contain control characters",
-            ));
-        }
-    }
+    errors.extend(note_errors(note));
     if let (Some(s), Some(e)) = (s, e) {
         match TimeRange::new(s, e) {
             Ok(r) if errors.is_empty() => return Ok(r),
@@ -96,7 +101,7 @@ pub fn booking_response(status: StatusCode, b: &Booking) -> Response {
 }
 
 /// Turn a write function's outcome into the booking or the matching error.
-fn settle(out: Outcome) -> ApiResult<Booking> {
+pub(crate) fn settle(out: Outcome) -> ApiResult<Booking> {
     match out {
         Outcome::Created(b) | Outcome::Updated(b) | Outcome::Unchanged(b) => Ok(b),
         Outcome::NotFound => Err(ApiError::NotFound),
@@ -110,6 +115,10 @@ fn settle(out: Outcome) -> ApiResult<Booking> {
             "this action needs a signed-in user".into(),
         )),
         Outcome::Invalid { field, message } => Err(ApiError::validation(field, message)),
+        Outcome::NotAllowed => Err(ApiError::NotAllowed(
+            "the action does not apply to the booking in its current state".into(),
+        )),
+        Outcome::HoldExpired => Err(ApiError::HoldExpired),
     }
 }
 
@@ -255,9 +264,13 @@ fn parse_list_query(q: &ListQuery, allow_user: bool) -> ApiResult<ListFilter> {
     }
     match q.status.as_deref() {
         None => {}
-        Some("confirmed") => f.status = Some(Status::Confirmed),
-        Some("cancelled") => f.status = Some(Status::Cancelled),
-        Some(_) => errors.push(FieldError::new("status", "must be confirmed or cancelled")),
+        Some(s) => match Status::parse(s) {
+            Some(st) => f.status = Some(st),
+            None => errors.push(FieldError::new(
+                "status",
+                "must be pending, confirmed, cancelled, rejected or expired",
+            )),
+        },
     }
     if let Some(v) = &q.resource_id {
         f.resource_id = Uuid::parse_str(v)
@@ -539,4 +552,65 @@ pub async fn history(
         items: rows.into_iter().map(|(_, e)| e).collect(),
         next_cursor,
     }))
+}
+
+/// Approve a pending booking (the resource's owner or the service role).
+#[utoipa::path(post, path = "/v1/bookings/{id}/approve", tag = "bookings", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "not_allowed: the booking is not pending", body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn approve(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    decide(st, who, id, true).await
+}
+
+/// Reject a pending booking (the resource's owner or the service role).
+#[utoipa::path(post, path = "/v1/bookings/{id}/reject", tag = "bookings", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "not_allowed: the booking is not pending", body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn reject(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    decide(st, who, id, false).await
+}
+
+async fn decide(
+    st: AppState,
+    who: crate::identity::Identity,
+    id: Uuid,
+    approve: bool,
+) -> ApiResult<Response> {
+    let b = crate::db::retry::with_retry(|| {
+        let st = st.clone();
+        let who = who.clone();
+        async move {
+            let mut tx = st.db.begin(&who).await?;
+            let out = bookings::decide(tx.conn(), BookingId(id), approve).await?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(out)
+        }
+    })
+    .await?;
+    let b = match settle(b) {
+        Err(ApiError::Forbidden(_)) => {
+            return Err(ApiError::Forbidden(
+                "only the resource's owner or the service role approves or rejects".into(),
+            ))
+        }
+        other => other?,
+    };
+    st.wake.now();
+    Ok(booking_response(StatusCode::OK, &b))
 }

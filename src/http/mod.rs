@@ -1,7 +1,9 @@
 //! The HTTP API: router, shared state, the OpenAPI document.
 
 pub mod bookings;
+pub mod closures;
 pub mod extract;
+pub mod holds;
 pub mod idempotency;
 pub mod limits;
 pub mod maintenance;
@@ -9,6 +11,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod resources;
+pub mod series;
 pub mod signin;
 pub mod signin_limit;
 pub mod users;
@@ -75,6 +78,21 @@ pub fn router(state: AppState) -> Router {
                 .delete(bookings::cancel),
         )
         .route("/v1/bookings/{id}/history", get(bookings::history))
+        .route("/v1/bookings/{id}/approve", post(bookings::approve))
+        .route("/v1/bookings/{id}/reject", post(bookings::reject))
+        .route("/v1/holds", post(holds::create))
+        .route("/v1/holds/{id}", get(holds::get).delete(holds::release))
+        .route("/v1/holds/{id}/confirm", post(holds::confirm))
+        .route("/v1/series", post(series::create))
+        .route("/v1/series/{id}", get(series::get).delete(series::cancel))
+        .route(
+            "/v1/admin/resources/{id}/closures",
+            post(closures::create).get(closures::list),
+        )
+        .route(
+            "/v1/admin/resources/{id}/closures/{cid}",
+            axum::routing::delete(closures::delete),
+        )
         .route("/v1/admin/bookings", get(bookings::admin_list))
         .route("/v1/resources", get(resources::list))
         .route("/v1/resources/{id}", get(resources::get))

@@ -4,7 +4,7 @@
 
 use utoipa::OpenApi;
 
-use super::{bookings, ops, resources, signin, users};
+use super::{bookings, closures, holds, ops, resources, series, signin, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,15 +12,20 @@ use super::{bookings, ops, resources, signin, users};
 Errors are application/problem+json with a stable `code`. Times are RFC 3339; periods are half-open [start, end)."),
     paths(
         bookings::create, bookings::list, bookings::get, bookings::reschedule, bookings::cancel, bookings::history,
-        bookings::admin_list,
+        bookings::admin_list, bookings::approve, bookings::reject,
+        holds::create, holds::confirm, holds::get, holds::release,
+        series::create, series::get, series::cancel,
+        closures::create, closures::list, closures::delete,
         resources::list, resources::get, resources::availability, resources::create, resources::update,
         users::me, users::update_me, users::admin_create, users::admin_find,
         signin::send_otp, signin::verify, signin::refresh, signin::logout,
+        webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate,
+        webhooks::deliveries, webhooks::resend,
         ops::healthz, ops::readyz, ops::metrics, openapi_json, ops::docs,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&SecurityAddon, &ContractResponses),
-    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "operations"))
+    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "holds"), (name = "series"), (name = "webhooks"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

@@ -35,6 +35,13 @@ pub struct ResourceInput {
     pub active: Option<bool>,
     /// Minutes before start for `booking.reminder` webhooks: at most 5, each 1-43200.
     pub reminders_minutes: Option<Vec<i32>>,
+    /// Bookings start `pending` until approved (default false).
+    pub requires_approval: Option<bool>,
+    /// Minutes a pending booking waits for a decision before it expires (1-43200, default 1440).
+    pub approval_timeout_minutes: Option<i32>,
+    /// `{"YYYY-MM-DD": [["HH:MM","HH:MM"], …]}`: that local date's opening hours instead of the weekday's (`[]`: closed).
+    #[schema(value_type = Option<Object>)]
+    pub date_overrides: Option<Value>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -115,6 +122,24 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
             "at most 5 values, each from 1 to 43200 (30 days)",
         ));
     }
+    let approval_timeout_minutes = i.approval_timeout_minutes.unwrap_or(1440);
+    int_in(
+        &mut errors,
+        "approval_timeout_minutes",
+        approval_timeout_minutes,
+        1,
+        43_200,
+    );
+    let date_overrides = match &i.date_overrides {
+        None | Some(Value::Null) => None,
+        Some(v) => match crate::domain::hours::parse_date_overrides(v) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                errors.push(FieldError::new("date_overrides", m));
+                None
+            }
+        },
+    };
     if let Some(owner) = i.owner_id {
         if !resources::user_exists(conn, UserId(owner)).await? {
             errors.push(FieldError::new("owner_id", "no such user"));
@@ -137,6 +162,9 @@ async fn validate(conn: &mut sqlx::PgConnection, i: &ResourceInput) -> ApiResult
         owner_id: i.owner_id,
         active: i.active.unwrap_or(true),
         reminders_minutes,
+        requires_approval: i.requires_approval.unwrap_or(false),
+        approval_timeout_minutes,
+        date_overrides,
     })
 }
 

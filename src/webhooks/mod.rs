@@ -66,6 +66,25 @@ pub struct BookingData {
     pub previous: Option<Previous>,
 }
 
+/// A hold event's data (`hold.confirmed` adds the booking's id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HoldData {
+    #[serde(flatten)]
+    pub hold: crate::db::bookings::Hold,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booking_id: Option<uuid::Uuid>,
+}
+
+/// A series event's data: the series with its bookings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesData {
+    pub id: uuid::Uuid,
+    pub resource_id: uuid::Uuid,
+    pub user_id: uuid::Uuid,
+    pub rrule: String,
+    pub bookings: Vec<Booking>,
+}
+
 #[derive(Serialize)]
 struct Envelope<'a, D: Serialize> {
     #[serde(rename = "type")]
@@ -79,27 +98,33 @@ struct Envelope<'a, D: Serialize> {
 /// data is read into the API's booking type and written back, so times are
 /// UTC `Z` like every API answer.
 pub fn render(event: &str, created_at: DateTime<Utc>, data: &serde_json::Value) -> Vec<u8> {
-    let out = if event.starts_with("booking.") {
-        match serde_json::from_value::<BookingData>(data.clone()) {
-            Ok(d) => serde_json::to_vec(&Envelope {
-                kind: event,
-                timestamp: created_at,
-                data: d,
-            }),
-            Err(_) => serde_json::to_vec(&Envelope {
-                kind: event,
-                timestamp: created_at,
-                data,
-            }),
-        }
-    } else {
+    fn typed<D: Serialize + serde::de::DeserializeOwned>(
+        event: &str,
+        at: DateTime<Utc>,
+        data: &serde_json::Value,
+    ) -> Option<Vec<u8>> {
+        let d: D = serde_json::from_value(data.clone()).ok()?;
+        serde_json::to_vec(&Envelope {
+            kind: event,
+            timestamp: at,
+            data: d,
+        })
+        .ok()
+    }
+    let typed = match event.split('.').next() {
+        Some("booking") => typed::<BookingData>(event, created_at, data),
+        Some("hold") => typed::<HoldData>(event, created_at, data),
+        Some("series") => typed::<SeriesData>(event, created_at, data),
+        _ => None,
+    };
+    typed.unwrap_or_else(|| {
         serde_json::to_vec(&Envelope {
             kind: event,
             timestamp: created_at,
             data,
         })
-    };
-    out.unwrap_or_default()
+        .unwrap_or_default()
+    })
 }
 
 /// The shared delivery client: connect 2 s, whole request 10 s, no redirects
@@ -149,6 +174,7 @@ impl Worker {
             }
             if last_backlog.elapsed() >= Duration::from_secs(5) {
                 last_backlog = Instant::now();
+                self.expire_due().await;
                 self.observe_backlog().await;
             }
             let batch = match self.claim().await {
@@ -187,6 +213,24 @@ impl Worker {
             other => sqlx::Error::Protocol(other.to_string()),
         })?;
         Ok(batch)
+    }
+
+    /// Retire expired holds and pending bookings (their status shows, their
+    /// events go out). Nothing correct depends on it: writers retire what
+    /// is in their way themselves (migration 0008).
+    async fn expire_due(&self) {
+        let Ok(mut tx) = self.db.begin(&Identity::service()).await else {
+            return;
+        };
+        match crate::db::bookings::expire_due(tx.conn(), 500).await {
+            Ok(n) => {
+                if tx.commit().await.is_ok() && n > 0 {
+                    metrics::counter!("booking_expired_total").increment(n as u64);
+                    self.wake.now();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "expiring holds and pending bookings failed"),
+        }
     }
 
     async fn observe_backlog(&self) {

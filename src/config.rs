@@ -87,6 +87,9 @@ pub struct Config {
     pub webhook_disable_after_days: i64,
     /// `BOOKING_PUBLIC_URL`: the base of URLs the server hands out.
     pub public_url: String,
+    /// `BOOKING_EXPIRY_SWEEP_SECONDS`: how often expired holds and pending
+    /// bookings are marked expired (0: never; nothing correct depends on it).
+    pub expiry_sweep_secs: i64,
 }
 
 impl Config {
@@ -257,6 +260,7 @@ impl Config {
                     )),
                 },
             };
+        let expiry_sweep_secs = int_var(&non_empty, "BOOKING_EXPIRY_SWEEP_SECONDS", 5, 0, 3600)?;
         Ok(Config {
             addr,
             database_url,
@@ -283,6 +287,7 @@ impl Config {
             webhook_allow_private,
             webhook_disable_after_days,
             public_url,
+            expiry_sweep_secs,
         })
     }
 }
@@ -336,6 +341,7 @@ impl std::fmt::Debug for Config {
                 &self.webhook_disable_after_days,
             )
             .field("public_url", &self.public_url)
+            .field("expiry_sweep_secs", &self.expiry_sweep_secs)
             .finish()
     }
 }

@@ -224,6 +224,8 @@ impl Application {
                 allow_private: self.state.config.webhook_allow_private,
                 disable_after_days: self.state.config.webhook_disable_after_days as i32,
                 wake: self.state.wake.clone(),
+                expiry_sweep: (self.state.config.expiry_sweep_secs > 0)
+                    .then(|| Duration::from_secs(self.state.config.expiry_sweep_secs as u64)),
             },
             worker_stop,
         );

@@ -123,7 +123,8 @@ struct WriteRow {
     user_id: Option<Uuid>,
     starts_at: Option<DateTime<Utc>>,
     ends_at: Option<DateTime<Utc>>,
-    status: Option<Status>,
+    /// Text: `held` is a write's status too (a hold), never a booking's.
+    status: Option<String>,
     note: Option<String>,
     version: Option<i32>,
     created_at: Option<DateTime<Utc>>,
@@ -142,7 +143,11 @@ impl WriteRow {
             user_id: self.user_id.ok_or_else(|| missing("user_id"))?,
             start: self.starts_at.ok_or_else(|| missing("starts_at"))?,
             end: self.ends_at.ok_or_else(|| missing("ends_at"))?,
-            status: self.status.ok_or_else(|| missing("status"))?,
+            status: self
+                .status
+                .as_deref()
+                .and_then(Status::parse)
+                .ok_or_else(|| missing("a booking status"))?,
             note: self.note,
             version: self.version.ok_or_else(|| missing("version"))?,
             created_at: self.created_at.ok_or_else(|| missing("created_at"))?,

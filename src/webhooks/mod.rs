@@ -152,6 +152,8 @@ pub struct Worker {
     pub allow_private: bool,
     pub disable_after_days: i32,
     pub wake: Wake,
+    /// How often to mark expired holds and pending bookings (None: never).
+    pub expiry_sweep: Option<Duration>,
 }
 
 /// One attempt's result.
@@ -168,14 +170,20 @@ impl Worker {
     /// settled; nothing new is claimed.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut last_backlog = Instant::now() - Duration::from_secs(60);
+        let mut last_sweep = Instant::now() - Duration::from_secs(3600);
         loop {
             if *stop.borrow() {
                 break;
             }
             if last_backlog.elapsed() >= Duration::from_secs(5) {
                 last_backlog = Instant::now();
-                self.expire_due().await;
                 self.observe_backlog().await;
+            }
+            if let Some(every) = self.expiry_sweep {
+                if last_sweep.elapsed() >= every {
+                    last_sweep = Instant::now();
+                    self.expire_due().await;
+                }
             }
             let batch = match self.claim().await {
                 Ok(b) => b,

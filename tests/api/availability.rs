@@ -280,6 +280,27 @@ fn random_hours(rng: &mut StdRng) -> Value {
     Value::Object(days)
 }
 
+/// Dated overrides for a few local dates around `clock`: some closed all
+/// day, some with their own hours; sometimes none.
+fn random_overrides(rng: &mut StdRng, clock: DateTime<Utc>) -> Value {
+    if rng.gen_bool(0.4) {
+        return Value::Null;
+    }
+    let mut dates = serde_json::Map::new();
+    for _ in 0..rng.gen_range(1..=3) {
+        let d = (clock + Duration::days(rng.gen_range(-1..=3))).date_naive();
+        let list = if rng.gen_bool(0.4) {
+            json!([])
+        } else {
+            let a = rng.gen_range(0..40);
+            let b = rng.gen_range(a + 2..=48);
+            json!([[hhmm(a), hhmm(b)]])
+        };
+        dates.insert(d.format("%Y-%m-%d").to_string(), list);
+    }
+    Value::Object(dates)
+}
+
 /// Book, and cancel again if it was accepted; the status.
 async fn try_and_undo(
     app: &TestApp,
@@ -337,9 +358,28 @@ async fn every_offered_slot_can_be_booked_and_every_other_grid_start_is_refused(
             "min_notice_minutes": notice,
             "max_advance_days": advance,
             "opening_hours": random_hours(&mut rng),
+            "date_overrides": random_overrides(&mut rng, clock),
         });
         let room = resource_id(&app, spec.clone()).await;
-        let ctx = format!("iteration {iteration}: clock {clock}, {spec}");
+        // closures: up to two, somewhere around the window
+        let mut closed = Vec::new();
+        for _ in 0..rng.gen_range(0..=2) {
+            let s = clock + Duration::minutes(15 * rng.gen_range(0..(advance.min(3) * 96)));
+            let e = s + Duration::minutes(15 * rng.gen_range(1..=24));
+            let r = app
+                .client
+                .post(app.url(&format!(
+                    "/v1/admin/resources/{room}/closures?cancel_conflicting=true"
+                )))
+                .bearer_auth(app.service_token())
+                .json(&json!({"start": z(s), "end": z(e), "reason": "property"}))
+                .send()
+                .await
+                .expect("closure");
+            assert_eq!(r.status(), 201, "closure");
+            closed.push((s, e));
+        }
+        let ctx = format!("iteration {iteration}: clock {clock}, {spec}, closures {closed:?}");
 
         // a window of up to 3 days that starts anywhere from 6 hours ago to
         // the far edge of the advance window (so both edges get crossed)
@@ -396,6 +436,10 @@ async fn every_offered_slot_can_be_booked_and_every_other_grid_start_is_refused(
             );
             assert_eq!(o.end - o.start, dur, "{ctx}: {o:?}");
             assert!((1..=capacity).contains(&o.remaining), "{ctx}: {o:?}");
+            assert!(
+                closed.iter().all(|(s, e)| o.end <= *s || o.start >= *e),
+                "{ctx}: {o:?} offered inside a closure"
+            );
         }
         if slots.is_empty() {
             empty += 1;

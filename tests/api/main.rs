@@ -13,6 +13,7 @@ mod dst;
 mod external;
 mod faults;
 mod flood;
+mod flows;
 mod idempotency;
 mod limits;
 mod metrics;

@@ -16,6 +16,18 @@ pub struct Ack {
     pub end: chrono::DateTime<chrono::Utc>,
     /// Cancelled later by the same run.
     pub cancelled: bool,
+    pub kind: Kind,
+}
+
+/// What the acknowledged row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A booking (created, or confirmed from a hold: then the same row).
+    Booking,
+    /// A hold not confirmed: live, or expired (abandoned).
+    Hold,
+    /// A hold given back with 204.
+    Released,
 }
 
 /// One broken invariant.
@@ -35,7 +47,8 @@ pub async fn verify(
     let overlaps: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT a.id, b.id FROM booking.bookings a JOIN booking.bookings b \
            ON a.resource_id = b.resource_id AND a.seat = b.seat AND a.id < b.id AND a.blocked && b.blocked \
-         WHERE a.status = 'confirmed' AND b.status = 'confirmed' AND a.resource_id = ANY($1)",
+         WHERE a.status IN ('held', 'pending', 'confirmed') AND b.status IN ('held', 'pending', 'confirmed') \
+           AND a.resource_id = ANY($1)",
     )
     .bind(resources)
     .fetch_all(&mut *conn)
@@ -49,7 +62,8 @@ pub async fn verify(
     let user_overlaps: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT a.id, b.id FROM booking.bookings a JOIN booking.bookings b \
            ON a.user_id = b.user_id AND a.id < b.id AND a.period && b.period \
-         WHERE a.status = 'confirmed' AND b.status = 'confirmed' AND a.resource_id = ANY($1)",
+         WHERE a.status IN ('held', 'pending', 'confirmed') AND b.status IN ('held', 'pending', 'confirmed') \
+           AND a.resource_id = ANY($1)",
     )
     .bind(resources)
     .fetch_all(&mut *conn)
@@ -67,9 +81,11 @@ pub async fn verify(
         chrono::DateTime<chrono::Utc>,
         chrono::DateTime<chrono::Utc>,
         String,
+        bool,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, resource_id, user_id, lower(period), upper(period), status FROM booking.bookings WHERE resource_id = ANY($1)",
+        "SELECT id, resource_id, user_id, lower(period), upper(period), status, is_hold \
+           FROM booking.bookings WHERE resource_id = ANY($1)",
     )
     .bind(resources)
     .fetch_all(&mut *conn)
@@ -81,8 +97,25 @@ pub async fn verify(
                 invariant: "acknowledged_exists",
                 detail: format!("201 for {id} but no such row"),
             }),
+            Some(r) if ack.kind != Kind::Booking => {
+                let fits = r.6
+                    && match ack.kind {
+                        Kind::Hold => r.5 == "held" || r.5 == "expired",
+                        _ => r.5 == "cancelled",
+                    };
+                if !fits || r.3 != ack.start || r.4 != ack.end {
+                    out.push(Violation {
+                        invariant: "acknowledged_state",
+                        detail: format!(
+                            "{id}: told {:?} {}..{}, database has {} (hold: {}) {}..{}",
+                            ack.kind, ack.start, ack.end, r.5, r.6, r.3, r.4
+                        ),
+                    });
+                }
+            }
             Some(r) => {
-                let confirmed = r.5 == "confirmed";
+                // a confirmed hold became exactly this one booking
+                let confirmed = r.5 == "confirmed" && !r.6;
                 if ack.cancelled {
                     if confirmed {
                         out.push(Violation {

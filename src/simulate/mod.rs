@@ -31,6 +31,10 @@ pub enum Scenario {
     Churn,
     /// A resource with N seats under M > N concurrent users.
     Capacity,
+    /// Users hold slots on few resources, then confirm, release or abandon
+    /// them; once the abandoned holds expire (`--hold-seconds`, default 30,
+    /// so the run waits that long), others book those slots.
+    Holds,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -56,6 +60,9 @@ pub struct SimulateArgs {
     /// Seats (capacity).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub seats: i32,
+    /// How long a hold lasts (holds), 30-3600 s.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(i64).range(30..=3600))]
+    pub hold_seconds: i64,
     /// Random seed (periods, operations).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -126,6 +133,19 @@ impl Run {
             .unwrap_or_else(|p| p.into_inner())
             .acks
             .insert(id, ack);
+    }
+
+    /// A hold's acknowledgement changes kind (confirmed into a booking, released).
+    pub fn set_kind(&self, id: Uuid, kind: check::Kind) {
+        if let Some(a) = self
+            .observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acks
+            .get_mut(&id)
+        {
+            a.kind = kind;
+        }
     }
 
     pub fn cancel_ack(&self, id: Uuid) {
@@ -286,7 +306,7 @@ async fn make_resources(
     let (count, capacity) = match args.scenario {
         Scenario::Stampede => (1, 1),
         Scenario::Capacity => (1, args.seats),
-        Scenario::Random | Scenario::Churn => (args.resources, 1),
+        Scenario::Random | Scenario::Churn | Scenario::Holds => (args.resources, 1),
     };
     let mut out = Vec::new();
     for i in 0..count {

@@ -34,6 +34,7 @@ pub fn print(
     let other: u64 = attempts
         - count(200)
         - count(201)
+        - count(204)
         - count(409)
         - count(422)
         - count(429)
@@ -52,9 +53,10 @@ pub fn print(
         attempts as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     println!(
-        "answers    201: {}  200: {}  409: {}  422: {}  429: {}  503+Retry-After: {}  other 5xx: {}  other: {}  no answer: {}",
+        "answers    201: {}  200: {}  204: {}  409: {}  422: {}  429: {}  503+Retry-After: {}  other 5xx: {}  other: {}  no answer: {}",
         count(201),
         count(200),
+        count(204),
         count(409),
         count(422),
         count(429),

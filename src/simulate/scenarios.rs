@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use super::check::Ack;
+use super::check::{Ack, Kind};
 use super::{Run, Scenario, SimulateArgs, VUser};
 use crate::client::{Budget, Client, ClientError};
 
@@ -20,6 +20,8 @@ pub fn planned_requests(args: &SimulateArgs) -> u64 {
         Scenario::Random => u64::from(args.users) * u64::from(args.requests),
         // create + up to one reschedule + up to one cancel per round
         Scenario::Churn => u64::from(args.users) * u64::from(args.requests),
+        // hold + confirm or release per round
+        Scenario::Holds => u64::from(args.users) * u64::from(args.requests) * 2,
     }
 }
 
@@ -79,6 +81,7 @@ async fn create(
                             start: s,
                             end: e,
                             cancelled: false,
+                            kind: Kind::Booking,
                         },
                     );
                 }
@@ -127,10 +130,125 @@ pub async fn execute(args: &SimulateArgs, run: Arc<Run>, users: &[VUser], resour
                 Scenario::Churn => {
                     churn(&run, i, &user, &resources, &mut rng, &sem, args.requests).await
                 }
+                Scenario::Holds => holds(&run, i, &user, &resources, &mut rng, &sem, &args).await,
             }
         });
     }
     while tasks.join_next().await.is_some() {}
+    if args.scenario == Scenario::Holds {
+        after_expiry(&args, &run, users).await;
+    }
+}
+
+/// POST and record; the status and body.
+async fn send(run: &Run, req: reqwest::RequestBuilder) -> Option<(u16, Value)> {
+    let t = Instant::now();
+    match req.send().await {
+        Err(_) => {
+            run.record(None, t.elapsed());
+            None
+        }
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let shed = status == 503 && r.headers().contains_key("retry-after");
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if shed {
+                run.record_unavailable(t.elapsed());
+            } else {
+                run.record(Some(status), t.elapsed());
+            }
+            Some((status, v))
+        }
+    }
+}
+
+/// Hold a 30-minute slot, then confirm (60 %), release (20 %) or abandon it.
+async fn holds(
+    run: &Run,
+    i: usize,
+    user: &VUser,
+    resources: &[Uuid],
+    rng: &mut StdRng,
+    sem: &tokio::sync::Semaphore,
+    args: &SimulateArgs,
+) {
+    for r in 0..args.requests as usize {
+        let _p = sem.acquire().await;
+        let resource = resources[rng.gen_range(0..resources.len())];
+        let start = rng.gen_range(32..80) * 15;
+        let base = run.target(i + r);
+        let body = json!({"resource_id": resource, "start": at(run, start).to_rfc3339(),
+                          "end": at(run, start + 30).to_rfc3339(), "expires_in_seconds": args.hold_seconds});
+        let req = run
+            .http
+            .post(format!("{base}/v1/holds"))
+            .bearer_auth(&user.token)
+            .json(&body);
+        let Some((201, v)) = send(run, req).await else {
+            continue;
+        };
+        let Some((id, s, e)) = parse_booking(&v) else {
+            continue;
+        };
+        run.ack(
+            id,
+            Ack {
+                resource_id: resource,
+                user_id: user.id,
+                start: s,
+                end: e,
+                cancelled: false,
+                kind: Kind::Hold,
+            },
+        );
+        match rng.gen_range(0..10) {
+            0..=5 => {
+                let req = run
+                    .http
+                    .post(format!("{base}/v1/holds/{id}/confirm"))
+                    .bearer_auth(&user.token)
+                    .header("idempotency-key", format!("confirm-{id}"))
+                    .json(&json!({}));
+                if let Some((201, _)) = send(run, req).await {
+                    run.set_kind(id, Kind::Booking);
+                }
+            }
+            6 | 7 => {
+                let req = run
+                    .http
+                    .delete(format!("{base}/v1/holds/{id}"))
+                    .bearer_auth(&user.token);
+                if let Some((204, _)) = send(run, req).await {
+                    run.set_kind(id, Kind::Released);
+                }
+            }
+            _ => run.progress.inc(1), // abandoned: it expires
+        }
+    }
+}
+
+/// Once every abandoned hold has expired, other users book those slots: an
+/// expired hold never blocks (whether or not the sweeper has run yet).
+async fn after_expiry(args: &SimulateArgs, run: &Run, users: &[VUser]) {
+    let abandoned: Vec<(Uuid, Ack)> = {
+        let o = run.observed.lock().unwrap_or_else(|p| p.into_inner());
+        o.acks
+            .iter()
+            .filter(|(_, a)| a.kind == Kind::Hold)
+            .map(|(k, a)| (*k, a.clone()))
+            .collect()
+    };
+    if abandoned.is_empty() {
+        return;
+    }
+    tokio::time::sleep(Duration::from_secs(args.hold_seconds as u64 + 1)).await;
+    for (n, (_, a)) in abandoned.iter().enumerate() {
+        let user = users
+            .iter()
+            .find(|u| u.id != a.user_id)
+            .unwrap_or(&users[0]);
+        create(run, n, user, a.resource_id, a.start, a.end).await;
+    }
 }
 
 fn status_of(r: &Result<crate::db::bookings::Booking, ClientError>) -> Option<u16> {
@@ -187,6 +305,7 @@ async fn churn(
                 start: b.start,
                 end: b.end,
                 cancelled: false,
+                kind: Kind::Booking,
             },
         );
         match rng.gen_range(0..3) {

@@ -136,7 +136,7 @@ pub async fn execute(args: &SimulateArgs, run: Arc<Run>, users: &[VUser], resour
     }
     while tasks.join_next().await.is_some() {}
     if args.scenario == Scenario::Holds {
-        after_expiry(&args, &run, users).await;
+        after_expiry(args, &run, users).await;
     }
 }
 

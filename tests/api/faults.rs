@@ -73,6 +73,7 @@ async fn restart_mid_run(
         concurrency: Some(32),
         resources: 3,
         seats: 5,
+        hold_seconds: 30,
         seed: 7,
         quiet: true,
     };

@@ -39,6 +39,7 @@ async fn the_invariant_checker_passes_honest_data_and_catches_planted_faults() {
                 start: ts(&at(3, h, 0)),
                 end: ts(&at(3, h + 1, 0)),
                 cancelled: false,
+                kind: booking::simulate::check::Kind::Booking,
             },
         );
     }

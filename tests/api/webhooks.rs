@@ -842,3 +842,120 @@ async fn a_killed_server_and_a_receiver_that_was_down_lose_nothing() {
     b.start_kill().expect("kill");
     let _ = b.wait().await;
 }
+
+#[tokio::test]
+async fn holds_approval_and_series_send_their_events() {
+    let app = TestApp::spawn().await;
+    let rx = Receiver::start().await;
+    let (_, secret) = subscribe(
+        &app,
+        json!({"url": rx.url, "events": ["hold.created", "hold.confirmed", "booking.pending",
+                                          "booking.approved", "series.created", "series.cancelled"]}),
+    )
+    .await;
+    let staff = app.user("+14155550120").await;
+    let u = app.user("+14155550121").await;
+    let room = app
+        .resource(json!({"owner_id": staff.id, "requires_approval": true}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let post = |token: String, path: String, body: Value| {
+        let req = app
+            .client
+            .post(app.url(&path))
+            .bearer_auth(token)
+            .json(&body);
+        async move { req.send().await.expect("post") }
+    };
+    let h: Value = post(
+        u.token.clone(),
+        "/v1/holds".into(),
+        json!({"resource_id": room, "start": at(2, 10, 0), "end": at(2, 11, 0)}),
+    )
+    .await
+    .json()
+    .await
+    .expect("hold");
+    let id = h["id"].as_str().expect("id").to_string();
+    let b = post(
+        u.token.clone(),
+        format!("/v1/holds/{id}/confirm"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(b.status(), 201);
+    let r = post(
+        staff.token.clone(),
+        format!("/v1/bookings/{id}/approve"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let s: Value = post(
+        u.token.clone(),
+        "/v1/series".into(),
+        json!({"resource_id": room, "start": at(3, 9, 0), "end": at(3, 10, 0), "rrule": "FREQ=DAILY;COUNT=2"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("series");
+    let r = app
+        .delete(
+            &u.token,
+            &format!(
+                "/v1/series/{}?from={}",
+                s["id"].as_str().expect("id"),
+                at(1, 0, 0)
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let got = rx.wait_for(8, WAIT).await;
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    for k in [
+        "hold.created",
+        "hold.confirmed",
+        "booking.pending",
+        "booking.approved",
+        "series.created",
+        "series.cancelled",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    let pos = |k: &str| kinds.iter().position(|x| x == k).expect("present");
+    assert!(pos("hold.created") < pos("hold.confirmed"));
+    assert!(pos("hold.confirmed") < pos("booking.approved"));
+    for r in &got {
+        assert_eq!(valid_signatures(&secret, r), 1);
+    }
+    let held = got
+        .iter()
+        .find(|r| r.json()["type"] == "hold.created")
+        .expect("hold.created")
+        .json();
+    assert_eq!(held["data"]["id"], h["id"]);
+    assert!(held["data"]["expires_at"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with('Z'));
+    let confirmed = got
+        .iter()
+        .find(|r| r.json()["type"] == "hold.confirmed")
+        .expect("hold.confirmed")
+        .json();
+    assert_eq!(confirmed["data"]["booking_id"], h["id"]);
+    let series = got
+        .iter()
+        .find(|r| r.json()["type"] == "series.created")
+        .expect("series.created")
+        .json();
+    assert_eq!(series["data"]["bookings"].as_array().map(Vec::len), Some(2));
+    assert_eq!(series["data"]["bookings"][0]["status"], "pending");
+    assert_eq!(series["data"]["rrule"], "FREQ=DAILY;COUNT=2");
+}

@@ -13,6 +13,7 @@
 //!   construction (phone numbers, periods, opening hours).
 //! - [`http`]: the REST API (problem+json errors, OpenAPI); [`startup`]: wiring.
 
+pub mod calendar;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -175,18 +175,25 @@ impl Application {
     ) -> anyhow::Result<Application> {
         let db = Db::connect_lazy(serve, config.db_pool_size);
         let keys = Arc::new(Keys::new(jwt_secret, &config.jwt_issuers));
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("BOOKING_ADDR: cannot listen on {}", config.addr))?;
+        let mut config = config.clone();
+        // BOOKING_PUBLIC_URL unset: the address actually bound (port 0 picks one)
+        if config.public_url == format!("http://{}", config.addr) {
+            if let Ok(a) = listener.local_addr() {
+                config.public_url = format!("http://{a}");
+            }
+        }
         let state = AppState {
             db,
             keys,
             clock: Clock::default(),
-            config: Arc::new(config.clone()),
+            config: Arc::new(config),
             metrics: metrics_handle(),
             auth_blocks: Default::default(),
             wake: Default::default(),
         };
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("BOOKING_ADDR: cannot listen on {}", config.addr))?;
         let router = http::router(state.clone());
         Ok(Application {
             listener,

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flows",
         sql: include_str!("../../migrations/0008_flows.sql"),
     },
+    Migration {
+        version: 9,
+        name: "calendars",
+        sql: include_str!("../../migrations/0009_calendars.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.

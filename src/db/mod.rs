@@ -5,6 +5,7 @@
 //! per-table modules. There is no way to reach the pool unscoped from a handler.
 
 pub mod bookings;
+pub mod calendars;
 pub mod closures;
 pub mod idempotency;
 pub mod migrate;

@@ -22,7 +22,7 @@ pub struct Resource {
     pub min_notice_minutes: i32,
     pub max_advance_days: i32,
     /// `mon`..`sun` → list of `["HH:MM","HH:MM"]` local intervals; null = always open.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::http::resources::OpeningHoursDoc>)]
     pub opening_hours: Option<serde_json::Value>,
     pub owner_id: Option<Uuid>,
     pub active: bool,
@@ -35,7 +35,7 @@ pub struct Resource {
     pub approval_timeout_minutes: i32,
     /// `{"YYYY-MM-DD": [["HH:MM","HH:MM"], …]}` replaces that local date's
     /// opening hours (`[]`: closed all day); null = none.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<crate::http::resources::Interval>>>)]
     pub date_overrides: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -200,7 +200,8 @@ pub struct ListQuery {
     /// Only bookings that start before this instant (RFC 3339).
     #[param(format = DateTime)]
     pub to: Option<String>,
-    /// `confirmed` or `cancelled`.
+    /// pending, confirmed, cancelled, rejected or expired.
+    #[param(value_type = Option<Status>)]
     pub status: Option<String>,
     #[param(format = Uuid)]
     pub resource_id: Option<String>,
@@ -367,15 +368,28 @@ pub async fn admin_list(
 }
 
 /// One booking (yours, or on a resource you own). Anyone else's is 404.
+/// With `Accept: text/calendar`: the booking as one iCalendar VEVENT.
 #[utoipa::path(get, path = "/v1/bookings/{id}", tag = "bookings", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Booking, headers(("ETag" = String))), (status = 400, body = crate::error::Problem),
+    responses((status = 200, headers(("ETag" = String)), content(
+            (Booking = "application/json"),
+            (String = "text/calendar", example = "BEGIN:VCALENDAR\r\n…UID:<id>@booking\r\nSEQUENCE:0\r\nSTATUS:CONFIRMED\r\n…END:VCALENDAR\r\n"))),
+        (status = 400, body = crate::error::Problem),
         (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 pub async fn get(
     State(st): State<AppState>,
     Caller(who): Caller,
     PathId(id): PathId,
+    headers: axum::http::HeaderMap,
 ) -> ApiResult<Response> {
+    let wants_ics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/calendar"));
+    if wants_ics {
+        return super::calendars::booking_ics(&st, &who, id).await;
+    }
     let mut tx = st.db.begin(&who).await?;
     let b = bookings::get(tx.conn(), BookingId(id))
         .await?

@@ -1,6 +1,7 @@
 //! The HTTP API: router, shared state, the OpenAPI document.
 
 pub mod bookings;
+pub mod calendars;
 pub mod closures;
 pub mod extract;
 pub mod holds;
@@ -10,6 +11,7 @@ pub mod maintenance;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod page;
 pub mod resources;
 pub mod series;
 pub mod signin;
@@ -127,6 +129,18 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/webhooks/{id}/messages/{message_id}/resend",
             post(webhooks::resend),
         )
+        .route(
+            "/v1/me/calendar-feed",
+            post(calendars::create_mine).delete(calendars::revoke_mine),
+        )
+        .route(
+            "/v1/resources/{id}/calendar-feed",
+            post(calendars::create_resource).delete(calendars::revoke_resource),
+        )
+        .route("/ical/{file}", get(calendars::feed))
+        .route("/", get(page::index))
+        .route("/app.js", get(page::app_js))
+        .route("/app.css", get(page::app_css))
         .route("/v1/me", get(users::me).patch(users::update_me))
         .route(
             "/v1/admin/users",

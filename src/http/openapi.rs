@@ -4,7 +4,9 @@
 
 use utoipa::OpenApi;
 
-use super::{bookings, closures, holds, ops, resources, series, signin, users, webhooks};
+use super::{
+    bookings, calendars, closures, holds, ops, page, resources, series, signin, users, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +18,8 @@ Errors are application/problem+json with a stable `code`. Times are RFC 3339; pe
         holds::create, holds::confirm, holds::get, holds::release,
         series::create, series::get, series::cancel,
         closures::create, closures::list, closures::delete,
+        calendars::create_mine, calendars::revoke_mine, calendars::create_resource, calendars::revoke_resource,
+        calendars::feed, page::index,
         resources::list, resources::get, resources::availability, resources::create, resources::update,
         users::me, users::update_me, users::admin_create, users::admin_find,
         signin::send_otp, signin::verify, signin::refresh, signin::logout,
@@ -25,7 +29,7 @@ Errors are application/problem+json with a stable `code`. Times are RFC 3339; pe
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError)),
     modifiers(&SecurityAddon, &ContractResponses),
-    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "holds"), (name = "series"), (name = "webhooks"), (name = "operations"))
+    tags((name = "auth"), (name = "bookings"), (name = "resources"), (name = "users"), (name = "admin"), (name = "holds"), (name = "series"), (name = "calendars"), (name = "webhooks"), (name = "operations"))
 )]
 pub struct ApiDoc;
 
@@ -76,6 +80,49 @@ impl utoipa::Modify for ContractResponses {
         }
         unique_operation_ids(openapi);
         add_links(openapi);
+        answers_have_every_field(openapi);
+    }
+}
+
+/// What the server answers always carries every field (a null where there
+/// is no value): mark them all required, so that generated clients type
+/// `note: string | null`, not `note?: string | null`. Fields the server
+/// leaves out are the exceptions.
+fn answers_have_every_field(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, Schema};
+    const ANSWERS: [&str; 18] = [
+        "Booking",
+        "Resource",
+        "User",
+        "Event",
+        "Hold",
+        "Series",
+        "Closure",
+        "ClosureList",
+        "Endpoint",
+        "EndpointList",
+        "Delivery",
+        "DeliveryList",
+        "Slot",
+        "Availability",
+        "BookingPage",
+        "History",
+        "ResourceList",
+        "Feed",
+    ];
+    const LEFT_OUT: [(&str, &str); 1] = [("Endpoint", "secret")];
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for name in ANSWERS {
+        if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut(name) {
+            o.required = o
+                .properties
+                .keys()
+                .filter(|k| !LEFT_OUT.contains(&(name, k.as_str())))
+                .cloned()
+                .collect();
+        }
     }
 }
 

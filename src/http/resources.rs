@@ -29,7 +29,7 @@ pub struct ResourceInput {
     pub buffer_minutes: Option<i32>,
     pub min_notice_minutes: Option<i32>,
     pub max_advance_days: Option<i32>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<OpeningHoursDoc>)]
     pub opening_hours: Option<Value>,
     pub owner_id: Option<Uuid>,
     pub active: Option<bool>,
@@ -40,8 +40,61 @@ pub struct ResourceInput {
     /// Minutes a pending booking waits for a decision before it expires (1-43200, default 1440).
     pub approval_timeout_minutes: Option<i32>,
     /// `{"YYYY-MM-DD": [["HH:MM","HH:MM"], …]}`: that local date's opening hours instead of the weekday's (`[]`: closed).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::BTreeMap<String, Vec<Interval>>>)]
     pub date_overrides: Option<Value>,
+}
+
+/// `["HH:MM","HH:MM"]`: opens, closes (local time; `24:00` = midnight after).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Interval, value_type = Vec<String>, example = json!(["09:00", "17:00"]))]
+pub struct Interval(#[allow(dead_code)] [String; 2]);
+
+/// Weekly opening hours: each day a list of intervals; a day left out is closed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OpeningHoursDoc {
+    mon: Option<Vec<Interval>>,
+    tue: Option<Vec<Interval>>,
+    wed: Option<Vec<Interval>>,
+    thu: Option<Vec<Interval>>,
+    fri: Option<Vec<Interval>>,
+    sat: Option<Vec<Interval>>,
+    sun: Option<Vec<Interval>>,
+}
+
+/// Body of `POST /v1/admin/resources` (as documented: `name` and `timezone`
+/// required, every other field as in [`ResourceInput`], defaulted).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct NewResource {
+    name: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    timezone: String,
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
+    capacity: Option<i32>,
+    /// 1-1440, a divisor of 1440.
+    #[schema(minimum = 1, maximum = 1440, default = 15)]
+    slot_minutes: Option<i32>,
+    #[schema(minimum = 1, maximum = 525600)]
+    min_duration_minutes: Option<i32>,
+    #[schema(minimum = 1, maximum = 525600, default = 1440)]
+    max_duration_minutes: Option<i32>,
+    #[schema(minimum = 0, maximum = 1440, default = 0)]
+    buffer_minutes: Option<i32>,
+    #[schema(minimum = 0, maximum = 525600, default = 0)]
+    min_notice_minutes: Option<i32>,
+    #[schema(minimum = 1, maximum = 3650, default = 365)]
+    max_advance_days: Option<i32>,
+    opening_hours: Option<OpeningHoursDoc>,
+    owner_id: Option<Uuid>,
+    #[schema(default = true)]
+    active: Option<bool>,
+    reminders_minutes: Option<Vec<i32>>,
+    #[schema(default = false)]
+    requires_approval: Option<bool>,
+    #[schema(minimum = 1, maximum = 43200, default = 1440)]
+    approval_timeout_minutes: Option<i32>,
+    date_overrides: Option<std::collections::BTreeMap<String, Vec<Interval>>>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -217,11 +270,14 @@ pub const MAX_SLOT_STARTS: i64 = 3000;
 #[into_params(parameter_in = Query)]
 pub struct AvailabilityQuery {
     /// Start of the range (RFC 3339).
+    #[param(value_type = String, format = DateTime)]
     pub from: Option<String>,
     /// End of the range (RFC 3339), at most 31 days after `from`, and at most
     /// 3000 starts of the resource's slot grid (else 422).
+    #[param(value_type = String, format = DateTime)]
     pub to: Option<String>,
     /// Length of the wanted booking; default the resource's minimum.
+    #[param(value_type = Option<i32>, minimum = 1, maximum = 525600)]
     pub duration_minutes: Option<String>,
 }
 
@@ -320,7 +376,7 @@ pub async fn availability(
 }
 
 /// Create a resource (service role).
-#[utoipa::path(post, path = "/v1/admin/resources", tag = "admin", request_body = ResourceInput,
+#[utoipa::path(post, path = "/v1/admin/resources", tag = "admin", request_body = NewResource,
     responses((status = 201, body = Resource), (status = 400, body = crate::error::Problem),
         (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
         (status = 413, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),

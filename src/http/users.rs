@@ -117,6 +117,7 @@ pub async fn admin_create(
 #[into_params(parameter_in = Query)]
 pub struct PhoneQuery {
     /// E.164 (or any international format; it is normalised).
+    #[param(value_type = String)]
     pub phone: Option<String>,
 }
 

@@ -6,6 +6,7 @@ mod attacks;
 mod auth_tokens;
 mod availability;
 mod bookings;
+mod calendars;
 mod capacity;
 mod cluster;
 mod docs_page;

@@ -48,6 +48,13 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/admin/resources/{id}/closures"),
     ("get", "/v1/admin/resources/{id}/closures"),
     ("delete", "/v1/admin/resources/{id}/closures/{cid}"),
+    ("get", "/"),
+    ("get", "/ical/{token}.ics"),
+    ("post", "/v1/me/calendar-feed"),
+    ("delete", "/v1/me/calendar-feed"),
+    ("post", "/v1/resources/{id}/calendar-feed"),
+    // not in the contract's table: revoking a resource's feed (README, "Additions")
+    ("delete", "/v1/resources/{id}/calendar-feed"),
     ("post", "/v1/admin/webhooks"),
     ("get", "/v1/admin/webhooks"),
     ("get", "/v1/admin/webhooks/{id}"),

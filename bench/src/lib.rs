@@ -14,6 +14,7 @@
 //!   availability queries, a perf profile; then the report.
 
 mod explain;
+mod flows;
 mod load;
 mod pgbench;
 mod procstat;
@@ -475,6 +476,7 @@ impl Ctx<'_> {
         if stage == Stage::Small {
             self.stampede().await?;
             self.flood().await?;
+            self.flows().await?;
         }
         for &c in &clients {
             self.list(stage, c).await?;
@@ -974,6 +976,254 @@ impl Ctx<'_> {
         eprintln!("bench:   {a}\nbench:   {b}");
         self.report.flood = vec![a, b];
         setup::purge(&mut self.owner, &ids).await?;
+        Ok(())
+    }
+
+    /// Creates/s over HTTP at `c` clients (the API create of the main
+    /// table, unrecorded); with the number of bookings made (warm-up included).
+    async fn create_rate(&mut self, c: usize) -> anyhow::Result<(f64, u64)> {
+        let users =
+            setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
+                .await?;
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..users.count)
+                .map(|i| self.token(users.nth(i)))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        let resources = Arc::new(res.resource_ids());
+        let http = load::http_client(c)?;
+        let url = format!("{}/v1/bookings", self.server.base);
+        let t0 = self.t0;
+        let make: MakeRequest = Arc::new(move |w, k| {
+            let ui = w as u64 + c as u64 * (k % PER_CLIENT);
+            let start = t0 + chrono::Duration::minutes(k as i64);
+            http.post(url.as_str())
+                .bearer_auth(&tokens[ui as usize])
+                .header("content-type", "application/json")
+                .body(format!(
+                    "{{\"resource_id\":\"{}\",\"start\":\"{}\",\"end\":\"{}\"}}",
+                    resources[w],
+                    rfc3339(start),
+                    rfc3339(start + chrono::Duration::minutes(1))
+                ))
+        });
+        let _ = self.quiet().await;
+        let obs = load::drive(c, self.s.warmup, self.s.duration, make).await;
+        let ids = res.resource_ids();
+        let created = setup::count_on(&mut self.owner, &ids).await? as u64;
+        setup::purge(&mut self.owner, &ids).await?;
+        setup::settle(&mut self.owner).await?;
+        Ok((obs.count(201) as f64 / obs.secs.max(1e-9), created))
+    }
+
+    /// Hold then confirm, closed loop, `c` clients: bookings/s.
+    async fn hold_confirm_rate(&mut self, c: usize) -> anyhow::Result<f64> {
+        let users =
+            setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
+                .await?;
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..users.count)
+                .map(|i| self.token(users.nth(i)))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        let resources = Arc::new(res.resource_ids());
+        let http = load::http_client(c)?;
+        let base = self.server.base.clone();
+        let t0 = self.t0;
+        let _ = self.quiet().await;
+        let from = Instant::now() + self.s.warmup;
+        let end = from + self.s.duration;
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..c {
+            let (http, base, tokens, resources) = (
+                http.clone(),
+                base.clone(),
+                tokens.clone(),
+                resources.clone(),
+            );
+            tasks.spawn(async move {
+                let mut done = 0u64;
+                let mut k = 0u64;
+                while Instant::now() < end {
+                    let token = &tokens[(w as u64 + c as u64 * (k % PER_CLIENT)) as usize];
+                    let start = t0 + chrono::Duration::minutes(k as i64);
+                    k += 1;
+                    let counted = Instant::now() >= from;
+                    let held = http
+                        .post(format!("{base}/v1/holds"))
+                        .bearer_auth(token)
+                        .header("content-type", "application/json")
+                        .body(format!(
+                            "{{\"resource_id\":\"{}\",\"start\":\"{}\",\"end\":\"{}\"}}",
+                            resources[w],
+                            rfc3339(start),
+                            rfc3339(start + chrono::Duration::minutes(1))
+                        ))
+                        .send()
+                        .await;
+                    let Ok(r) = held else { continue };
+                    let Ok(v) = r.json::<serde_json::Value>().await else {
+                        continue;
+                    };
+                    let Some(id) = v["id"].as_str() else { continue };
+                    let ok = http
+                        .post(format!("{base}/v1/holds/{id}/confirm"))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16() == 201)
+                        .unwrap_or(false);
+                    if ok && counted && Instant::now() <= end {
+                        done += 1;
+                    }
+                }
+                done
+            });
+        }
+        let mut total = 0;
+        while let Some(r) = tasks.join_next().await {
+            total += r.unwrap_or(0);
+        }
+        let ids = res.resource_ids();
+        setup::purge(&mut self.owner, &ids).await?;
+        setup::settle(&mut self.owner).await?;
+        Ok(total as f64 / self.s.duration.as_secs_f64().max(1e-9))
+    }
+
+    /// 7-day availability answers/s on the loaded resource at `c` clients.
+    async fn avail_rate(&mut self, c: usize) -> anyhow::Result<f64> {
+        let users: Arc<Vec<String>> = Arc::new(
+            (0..self.avail_users.count.min(LIST_SAMPLE))
+                .map(|i| self.token(self.avail_users.nth(i)))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        let base = format!(
+            "{}/v1/resources/{}/availability",
+            self.server.base, self.avail
+        );
+        let urls: Arc<Vec<String>> = Arc::new(
+            (0..512)
+                .map(|i| {
+                    let (f, t) = self.avail_window(i);
+                    format!(
+                        "{base}?from={}&to={}&duration_minutes={AVAIL_MINUTES}",
+                        rfc3339(f),
+                        rfc3339(t)
+                    )
+                })
+                .collect(),
+        );
+        let http = load::http_client(c)?;
+        let make: MakeRequest = Arc::new(move |w, k| {
+            let i = w + c * k as usize;
+            http.get(urls[i % urls.len()].as_str())
+                .bearer_auth(&users[i % users.len()])
+        });
+        let _ = self.quiet().await;
+        let obs = load::drive(c, self.s.warmup, self.s.duration, make).await;
+        Ok(obs.count(200) as f64 / obs.secs.max(1e-9))
+    }
+
+    /// The second wave's figures (see `flows.rs`).
+    async fn flows(&mut self) -> anyhow::Result<()> {
+        let c = self.s.clients.iter().copied().max().unwrap_or(32);
+        let mut lines = Vec::new();
+
+        eprintln!("bench: creates with no webhook endpoint, {c} clients");
+        let (none, _) = self.create_rate(c).await?;
+        let rx = flows::Receiver::start().await?;
+        sqlx::query("INSERT INTO booking.webhook_endpoints (url, secret) VALUES ($1, $2)")
+            .bind(&rx.url)
+            .bind(format!("whsec_{}=", "A".repeat(43)))
+            .execute(&mut self.owner)
+            .await?;
+        eprintln!("bench: creates with one subscribed endpoint, {c} clients");
+        let (with, created) = self.create_rate(c).await?;
+        let got = rx.wait_for(created, Duration::from_secs(180)).await;
+        let (mps, lag50, lag99) = rx.summary();
+        rx.stop();
+        sqlx::query("DELETE FROM booking.webhook_endpoints")
+            .execute(&mut self.owner)
+            .await?;
+        let cost = 1.0 - with / none.max(1e-9);
+        lines.push(format!(
+            "| creates/s, {c} clients: no endpoint → one subscribed endpoint | {none:.0} → {with:.0} | outbox cost {:.1} % (target ≤ 10 %: {}) |",
+            cost * 100.0,
+            if cost <= 0.10 { "met" } else { "missed" }
+        ));
+        lines.push(format!(
+            "| webhook delivery to a local receiver (while and after those creates) | {mps:.0} messages/s | {got} of {created} delivered; lag (event → received) p50 {lag50} ms, p99 {lag99} ms |"
+        ));
+
+        eprintln!("bench: hold + confirm, {c} clients");
+        let hc = self.hold_confirm_rate(c).await?;
+        lines.push(format!(
+            "| bookings/s, {c} clients: plain create → hold then confirm (two requests) | {none:.0} → {hc:.0} | {:.2}× a plain create |",
+            hc / none.max(1e-9)
+        ));
+
+        eprintln!("bench: 52-week series");
+        let users = setup::create_users(&mut self.owner, &mut self.ids, 5).await?;
+        let res =
+            setup::create_resources(&mut self.owner, &mut self.ids, 5, CREATE_RESOURCE).await?;
+        let http = load::http_client(1)?;
+        let mut times = Vec::new();
+        for (i, r) in res.resource_ids().iter().enumerate() {
+            let token = self.token(users.nth(i as u64))?;
+            let start = self.t0 + chrono::Duration::hours(9);
+            let t = Instant::now();
+            let resp = http
+                .post(format!("{}/v1/series", self.server.base))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"resource_id": r, "start": rfc3339(start),
+                    "end": rfc3339(start + chrono::Duration::hours(1)), "rrule": "FREQ=WEEKLY;COUNT=52"}))
+                .send()
+                .await?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            if resp.status().as_u16() != 201 {
+                bail!(
+                    "a 52-week series answered {}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            times.push(ms);
+        }
+        times.sort_by(f64::total_cmp);
+        setup::purge(&mut self.owner, &res.resource_ids()).await?;
+        lines.push(format!(
+            "| a 52-week series (52 bookings, one request, all or nothing) | median {:.1} ms | of 5 (min {:.1}, max {:.1}) |",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        ));
+
+        let ac = 8.min(c);
+        eprintln!("bench: availability without and with 50 closures, {ac} clients");
+        let plain = self.avail_rate(ac).await?;
+        sqlx::query(
+            "INSERT INTO booking.closures (resource_id, period, reason)              SELECT $1, tstzrange($2::timestamptz + make_interval(hours => 30 * g) + interval '30 minutes',                                   $2::timestamptz + make_interval(hours => 30 * g) + interval '45 minutes'), 'bench'                FROM generate_series(0, 49) g",
+        )
+        .bind(self.avail)
+        .bind(self.t0)
+        .execute(&mut self.owner)
+        .await?;
+        let closed = self.avail_rate(ac).await?;
+        sqlx::query("DELETE FROM booking.closures WHERE reason = 'bench'")
+            .execute(&mut self.owner)
+            .await?;
+        lines.push(format!(
+            "| 7-day availability answers/s, {ac} clients: no closures → 50 closures on the resource | {plain:.0} → {closed:.0} | {:.2}× |",
+            closed / plain.max(1e-9)
+        ));
+        for l in &lines {
+            eprintln!("bench:   {l}");
+        }
+        self.report.flows = lines;
         Ok(())
     }
 

@@ -45,6 +45,7 @@ impl Server {
             .env("BOOKING_DATA_DIR", &config.data_dir)
             .env("BOOKING_RATE_LIMITS", "off")
             .env("BOOKING_MAX_ACTIVE_BOOKINGS", "1000000")
+            .env("BOOKING_WEBHOOK_ALLOW_PRIVATE", "on")
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

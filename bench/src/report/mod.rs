@@ -262,6 +262,8 @@ pub struct Report {
     /// One user flooding expensive reads while another books: lines of the
     /// "bounded cost" table.
     pub flood: Vec<String>,
+    /// The second wave's figures: rows of the "Second wave" table.
+    pub flows: Vec<String>,
 }
 
 /// Bytes of a table and of its indexes.
@@ -330,6 +332,7 @@ impl Report {
             profile_note: None,
             loads: Vec::new(),
             flood: Vec::new(),
+            flows: Vec::new(),
             pgbench_script: String::new(),
             pgbench_command: String::new(),
             elapsed: Duration::ZERO,

@@ -265,6 +265,22 @@ impl Report {
             let _ = writeln!(w);
         }
 
+        if !self.flows.is_empty() {
+            let _ = writeln!(w, "### Second wave: webhooks, holds, series, closures\n");
+            let _ = writeln!(
+                w,
+                "Measured in the same run, on the 10k-booking database. The outbox row is written by a trigger in the \
+                 create's own transaction; delivery is the server's own worker POSTing to a receiver in the bench process. \
+                 Hold then confirm is two requests (and two transactions) per booking.\n"
+            );
+            let _ = writeln!(w, "| what | figure | note |");
+            let _ = writeln!(w, "|---|--:|---|");
+            for l in &self.flows {
+                let _ = writeln!(w, "{l}");
+            }
+            let _ = writeln!(w);
+        }
+
         if let Some(st) = &self.stampede {
             let _ = writeln!(w, "### Hot-slot stampede\n");
             let _ = writeln!(

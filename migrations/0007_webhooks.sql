@@ -332,6 +332,29 @@ BEGIN
 END
 $$;
 
+-- Settle a batch of attempts in one call (one transaction for a whole
+-- claimed batch): the arrays run in parallel, one element per attempt.
+CREATE FUNCTION booking.webhook_settle_batch(p_ids uuid[], p_leases uuid[], p_outcomes text[], p_statuses int[],
+                                             p_errors text[], p_durations int[], p_retries double precision[],
+                                             p_disable_after_days int)
+  RETURNS void
+  LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  IF NOT booking.caller_is_service() THEN
+    RAISE EXCEPTION 'service role only' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF cardinality(p_ids) > 1000 THEN
+    RAISE EXCEPTION 'at most 1000 attempts per batch' USING ERRCODE = 'program_limit_exceeded';
+  END IF;
+  FOR i IN 1 .. coalesce(cardinality(p_ids), 0) LOOP
+    PERFORM booking.webhook_settle(p_ids[i], p_leases[i], p_outcomes[i], p_statuses[i], p_errors[i],
+                                   p_durations[i], p_retries[i], p_disable_after_days);
+  END LOOP;
+END
+$$;
+
 -- Send a message again (admin): due now, a fresh retry schedule, the same id.
 -- False when the endpoint has no such message.
 CREATE FUNCTION booking.webhook_resend(p_endpoint uuid, p_id uuid)
@@ -410,6 +433,8 @@ GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role
 GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
+                                                       double precision[], int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;

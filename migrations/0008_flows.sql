@@ -41,6 +41,11 @@ ALTER TABLE booking.bookings ADD CONSTRAINT bookings_hold_status
 ALTER TABLE booking.bookings ADD CONSTRAINT bookings_expiry
   CHECK ((status IN ('held', 'pending')) = (expires_at IS NOT NULL) OR status = 'expired');
 CREATE INDEX bookings_expiring_idx ON booking.bookings (expires_at) WHERE status IN ('held', 'pending');
+-- The cap counts a user's live rows that have not ended: this index reaches
+-- exactly those (at most the cap's worth), however many bookings the user
+-- has had, instead of every booking of the user.
+CREATE INDEX bookings_user_live_end_idx ON booking.bookings (user_id, upper(period))
+  WHERE status IN ('held', 'pending', 'confirmed');
 CREATE INDEX bookings_series_idx ON booking.bookings (series_id, lower(period)) WHERE series_id IS NOT NULL;
 
 -- The invariants, now over every row that occupies a seat.
@@ -281,9 +286,13 @@ $$;
 
 -- ---------------------------------------------------------------------------
 -- The one rule function (0002's), with closures and date overrides: create,
--- reschedule, holds, series and availability all call it.
+-- reschedule, holds, series and availability all call it. `p_closed`: the
+-- resource's closures over a whole window, when the caller (availability,
+-- judging many candidates) has read them once; NULL: read them here.
 -- ---------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION booking.slot_problem(r booking.resources, s timestamptz, e timestamptz, at timestamptz)
+DROP FUNCTION booking.slot_problem(booking.resources, timestamptz, timestamptz, timestamptz);
+CREATE FUNCTION booking.slot_problem(r booking.resources, s timestamptz, e timestamptz, at timestamptz,
+                                     p_closed tstzmultirange DEFAULT NULL)
   RETURNS jsonb
   LANGUAGE plpgsql STABLE
   SET search_path = pg_catalog, pg_temp
@@ -330,8 +339,9 @@ BEGIN
     RETURN jsonb_build_object('field', 'end', 'message',
       format('duration must be between %s and %s minutes', r.min_duration_minutes, r.max_duration_minutes));
   END IF;
-  IF EXISTS (SELECT 1 FROM booking.closures c
-              WHERE c.resource_id = r.id AND c.period && tstzrange(s, e, '[)')) THEN
+  IF (p_closed IS NOT NULL AND p_closed && tstzrange(s, e, '[)'))
+     OR (p_closed IS NULL AND EXISTS (SELECT 1 FROM booking.closures c
+                                       WHERE c.resource_id = r.id AND c.period && tstzrange(s, e, '[)'))) THEN
     RETURN jsonb_build_object('field', 'start', 'message', 'the resource is closed then');
   END IF;
   -- a date override replaces that local date's opening hours
@@ -1083,6 +1093,7 @@ DECLARE
   i int;
   seats int[];
   c record;
+  closed tstzmultirange;
 BEGIN
   IF p_from IS NULL OR p_to IS NULL OR p_minutes IS NULL OR p_to <= p_from
      OR p_to - p_from > interval '31 days' OR p_minutes NOT BETWEEN 1 AND 525600 THEN
@@ -1093,6 +1104,10 @@ BEGIN
   IF NOT FOUND OR p_minutes NOT BETWEEN r.min_duration_minutes AND r.max_duration_minutes THEN
     RETURN;
   END IF;
+  -- the closures over the whole window, read once (not once per candidate)
+  SELECT coalesce(range_agg(cl.period), '{}'::tstzmultirange) INTO closed
+    FROM booking.closures cl
+   WHERE cl.resource_id = p_resource AND cl.period && tstzrange(p_from, p_to + make_interval(mins => p_minutes), '[)');
   step := gcd(r.slot_minutes, 15);
   IF extract(epoch FROM p_to - p_from) / 60 / step > 3000 THEN
     RAISE EXCEPTION 'availability: at most 3000 candidate starts per request; narrow the range'
@@ -1124,7 +1139,7 @@ BEGIN
          AND t <= p_at + make_interval(days => r.max_advance_days)
     )
     SELECT cd.s, cd.e FROM cand cd
-     WHERE booking.slot_problem(r, cd.s, cd.e, p_at) IS NULL
+     WHERE booking.slot_problem(r, cd.s, cd.e, p_at, closed) IS NULL
        AND NOT EXISTS (SELECT 1 FROM mine m WHERE m.period && tstzrange(cd.s, cd.e, '[)'))
      ORDER BY cd.s
   LOOP
@@ -1210,6 +1225,8 @@ GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role
 GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
+                                                       double precision[], int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;

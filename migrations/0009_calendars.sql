@@ -116,6 +116,8 @@ GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role
 GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
+                                                       double precision[], int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;

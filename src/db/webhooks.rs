@@ -215,19 +215,30 @@ pub struct Settle<'a> {
     pub error: Option<&'a str>,
     pub duration_ms: i32,
     pub retry_seconds: Option<f64>,
-    pub disable_after_days: i32,
 }
 
-pub async fn settle(conn: &mut PgConnection, s: &Settle<'_>) -> sqlx::Result<()> {
-    sqlx::query("SELECT booking.webhook_settle($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(s.id)
-        .bind(s.lease)
-        .bind(s.outcome)
-        .bind(s.status)
-        .bind(s.error)
-        .bind(s.duration_ms)
-        .bind(s.retry_seconds)
-        .bind(s.disable_after_days)
+/// Record a whole batch of attempts in one call.
+pub async fn settle_batch(
+    conn: &mut PgConnection,
+    batch: &[Settle<'_>],
+    disable_after_days: i32,
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = batch.iter().map(|s| s.id).collect();
+    let leases: Vec<Uuid> = batch.iter().map(|s| s.lease).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|s| s.outcome).collect();
+    let statuses: Vec<Option<i32>> = batch.iter().map(|s| s.status).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|s| s.error).collect();
+    let durations: Vec<i32> = batch.iter().map(|s| s.duration_ms).collect();
+    let retries: Vec<Option<f64>> = batch.iter().map(|s| s.retry_seconds).collect();
+    sqlx::query("SELECT booking.webhook_settle_batch($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(ids)
+        .bind(leases)
+        .bind(outcomes)
+        .bind(statuses)
+        .bind(errors)
+        .bind(durations)
+        .bind(retries)
+        .bind(disable_after_days)
         .execute(conn)
         .await?;
     Ok(())

@@ -23,8 +23,9 @@ use crate::identity::Identity;
 /// Retry delays after the 1st … 7th failed attempt (±20 % jitter); the 8th
 /// failure marks the message failed.
 pub const RETRY_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
-/// At most this many messages are claimed (and delivered at once) per round.
-pub const BATCH: i32 = 16;
+/// At most this many messages are claimed (and delivered at once) per round;
+/// their attempts are recorded together in one transaction.
+pub const BATCH: i32 = 32;
 /// A claim lasts this long; delivery takes at most [`TOTAL_TIMEOUT`].
 pub const LEASE_SECONDS: i32 = 60;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -207,9 +208,18 @@ impl Worker {
             let mut set = JoinSet::new();
             for m in batch {
                 let w = self.clone();
-                set.spawn(async move { w.deliver_and_settle(m).await });
+                set.spawn(async move {
+                    let a = w.deliver(&m).await;
+                    (m, a)
+                });
             }
-            while set.join_next().await.is_some() {}
+            let mut done = Vec::new();
+            while let Some(r) = set.join_next().await {
+                if let Ok(x) = r {
+                    done.push(x);
+                }
+            }
+            self.settle_all(&done).await;
         }
     }
 
@@ -253,62 +263,43 @@ impl Worker {
         let _ = tx.commit().await;
     }
 
-    async fn deliver_and_settle(&self, m: Claimed) {
-        let a = self.deliver(&m).await;
-        let (outcome, retry) = match a.status {
-            Some(s) if (200..300).contains(&s) => ("delivered", None),
-            Some(410) => ("gone", None),
-            _ => ("failed", retry_after(m.round_attempt)),
-        };
-        let label = match (outcome, retry) {
-            ("failed", Some(_)) => "retry",
-            ("failed", None) => "failed",
-            (o, _) => o,
-        };
-        metrics::counter!("booking_webhook_attempts_total").increment(1);
-        metrics::counter!("booking_webhook_deliveries_total", "outcome" => label).increment(1);
-        metrics::histogram!("booking_webhook_attempt_seconds")
-            .record(f64::from(a.duration_ms) / 1000.0);
-        if outcome == "delivered" {
-            let lag = (Utc::now() - m.due_at).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::histogram!("booking_webhook_lag_seconds").record(lag);
-        } else {
-            tracing::warn!(
-                endpoint_id = %m.endpoint_id,
-                message_id = %m.id,
-                event = %m.event,
-                attempt = m.attempt,
-                status = a.status,
-                error = a.error.as_deref().unwrap_or(""),
-                duration_ms = a.duration_ms,
-                next = label,
-                "webhook delivery failed"
-            );
-        }
-        // settling is retried briefly: a lost settle means a duplicate later
-        // (with the same webhook-id), never a lost message
-        for _ in 0..3 {
-            match self.settle(&m, outcome, &a, retry).await {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, message_id = %m.id, "recording a webhook attempt failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+    /// Record a batch's attempts in one transaction. Settling is retried
+    /// briefly: a lost settle means a duplicate later (with the same
+    /// webhook-id, once the lease lapses), never a lost message.
+    async fn settle_all(&self, done: &[(Claimed, Attempt)]) {
+        let mut rows = Vec::with_capacity(done.len());
+        for (m, a) in done {
+            let (outcome, retry) = match a.status {
+                Some(s) if (200..300).contains(&s) => ("delivered", None),
+                Some(410) => ("gone", None),
+                _ => ("failed", retry_after(m.round_attempt)),
+            };
+            let label = match (outcome, retry) {
+                ("failed", Some(_)) => "retry",
+                ("failed", None) => "failed",
+                (o, _) => o,
+            };
+            metrics::counter!("booking_webhook_attempts_total").increment(1);
+            metrics::counter!("booking_webhook_deliveries_total", "outcome" => label).increment(1);
+            metrics::histogram!("booking_webhook_attempt_seconds")
+                .record(f64::from(a.duration_ms) / 1000.0);
+            if outcome == "delivered" {
+                let lag = (Utc::now() - m.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!("booking_webhook_lag_seconds").record(lag);
+            } else {
+                tracing::warn!(
+                    endpoint_id = %m.endpoint_id,
+                    message_id = %m.id,
+                    event = %m.event,
+                    attempt = m.attempt,
+                    status = a.status,
+                    error = a.error.as_deref().unwrap_or(""),
+                    duration_ms = a.duration_ms,
+                    next = label,
+                    "webhook delivery failed"
+                );
             }
-        }
-    }
-
-    async fn settle(
-        &self,
-        m: &Claimed,
-        outcome: &str,
-        a: &Attempt,
-        retry: Option<f64>,
-    ) -> Result<(), crate::error::ApiError> {
-        let mut tx = self.db.begin(&Identity::service()).await?;
-        db::settle(
-            tx.conn(),
-            &db::Settle {
+            rows.push(db::Settle {
                 id: m.id,
                 lease: m.lease,
                 outcome,
@@ -316,11 +307,23 @@ impl Worker {
                 error: a.error.as_deref(),
                 duration_ms: a.duration_ms,
                 retry_seconds: retry,
-                disable_after_days: self.disable_after_days,
-            },
-        )
-        .await?;
-        tx.commit().await
+            });
+        }
+        for _ in 0..3 {
+            let r: Result<(), crate::error::ApiError> = async {
+                let mut tx = self.db.begin(&Identity::service()).await?;
+                db::settle_batch(tx.conn(), &rows, self.disable_after_days).await?;
+                tx.commit().await
+            }
+            .await;
+            match r {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, messages = rows.len(), "recording webhook attempts failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
     }
 
     async fn deliver(&self, m: &Claimed) -> Attempt {

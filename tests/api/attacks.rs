@@ -491,6 +491,7 @@ async fn the_reviews_findings_stay_closed() {
         "webhook_prune",
         "webhook_resend",
         "webhook_settle",
+        "webhook_settle_batch",
     ];
     for (name, anon, user, service) in &grants {
         // anon: the schema version, and a calendar feed by its token's hash

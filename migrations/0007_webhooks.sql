@@ -29,14 +29,6 @@ ALTER TABLE booking.resources ADD COLUMN reminders_minutes int[] NOT NULL DEFAUL
 -- ---------------------------------------------------------------------------
 -- Endpoints (administered by the service role).
 -- ---------------------------------------------------------------------------
-CREATE FUNCTION booking.webhook_event_types() RETURNS text[]
-  LANGUAGE sql IMMUTABLE
-  SET search_path = pg_catalog, pg_temp
-  AS $$ SELECT ARRAY['booking.created', 'booking.rescheduled', 'booking.cancelled', 'booking.pending',
-                     'booking.approved', 'booking.rejected', 'booking.expired', 'booking.reminder',
-                     'hold.created', 'hold.confirmed', 'hold.expired', 'series.created',
-                     'series.cancelled'] $$;
-
 CREATE TABLE booking.webhook_endpoints (
   id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   url                   text NOT NULL
@@ -44,7 +36,10 @@ CREATE TABLE booking.webhook_endpoints (
   -- NULL: every event
   events                text[]
     CONSTRAINT webhook_endpoints_events CHECK (events IS NULL OR (
-      cardinality(events) BETWEEN 1 AND 13 AND events <@ booking.webhook_event_types())),
+      cardinality(events) BETWEEN 1 AND 13 AND events <@ ARRAY['booking.created', 'booking.rescheduled',
+        'booking.cancelled', 'booking.pending', 'booking.approved', 'booking.rejected', 'booking.expired',
+        'booking.reminder', 'hold.created', 'hold.confirmed', 'hold.expired', 'series.created',
+        'series.cancelled']::text[])),
   resource_id           uuid REFERENCES booking.resources (id) ON DELETE CASCADE,
   description           text
     CONSTRAINT webhook_endpoints_description CHECK (description IS NULL OR char_length(description) <= 500),
@@ -87,7 +82,11 @@ CREATE TABLE booking.webhook_messages (
   last_error     text,
   finished_at    timestamptz
 );
-CREATE INDEX webhook_messages_due_idx ON booking.webhook_messages (due_at) WHERE state = 'pending';
+-- the claim walks each active endpoint's due messages (never a disabled
+-- endpoint's backlog); the trigger finds a booking's pending reminders
+CREATE INDEX webhook_messages_due_idx ON booking.webhook_messages (endpoint_id, due_at, seq) WHERE state = 'pending';
+CREATE INDEX webhook_messages_reminders_idx ON booking.webhook_messages (subject_id)
+  WHERE state = 'pending' AND event = 'booking.reminder';
 CREATE INDEX webhook_messages_subject_idx ON booking.webhook_messages (subject_id, endpoint_id, seq)
   WHERE state = 'pending';
 CREATE INDEX webhook_messages_finished_idx ON booking.webhook_messages (finished_at) WHERE state <> 'pending';
@@ -154,6 +153,8 @@ CREATE FUNCTION booking.enqueue_message(p_event text, p_resource uuid, p_subject
      WHERE e.active
        AND (e.events IS NULL OR p_event = ANY (e.events))
        AND (e.resource_id IS NULL OR e.resource_id = p_resource)
+       -- an endpoint being deleted is skipped, not an error for the booking
+       FOR KEY SHARE OF e SKIP LOCKED
   $$;
 
 -- AFTER INSERT/UPDATE on bookings: the change's message, and the booking's
@@ -190,9 +191,14 @@ BEGIN
                'start', lower(OLD.period), 'end', upper(OLD.period), 'status', OLD.status))
         ELSE d END);
   END IF;
-  IF TG_OP = 'UPDATE' THEN
+  -- reminders follow the booking's time and status (a note-only change
+  -- leaves them); one being delivered right now is left to finish
+  IF TG_OP = 'UPDATE' AND (NEW.period <> OLD.period OR NEW.status <> OLD.status) THEN
     DELETE FROM booking.webhook_messages
-     WHERE subject_id = NEW.id AND state = 'pending' AND event = 'booking.reminder';
+     WHERE subject_id = NEW.id AND state = 'pending' AND event = 'booking.reminder'
+       AND (leased_until IS NULL OR leased_until < booking.clock());
+  ELSIF TG_OP = 'UPDATE' THEN
+    RETURN NULL;
   END IF;
   IF NEW.status = 'confirmed' THEN
     at := booking.clock();
@@ -205,7 +211,8 @@ BEGIN
        AND (e.events IS NULL OR 'booking.reminder' = ANY (e.events))
        AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
      WHERE r.id = NEW.resource_id
-       AND lower(NEW.period) - make_interval(mins => m) > at;
+       AND lower(NEW.period) - make_interval(mins => m) > at
+       FOR KEY SHARE OF e SKIP LOCKED;
   END IF;
   RETURN NULL;
 END
@@ -216,11 +223,14 @@ CREATE TRIGGER bookings_outbox AFTER INSERT OR UPDATE ON booking.bookings
 -- ---------------------------------------------------------------------------
 -- The delivery worker's functions (service role only).
 -- ---------------------------------------------------------------------------
--- Claim up to p_limit due messages of active endpoints for p_lease_seconds.
--- A message waits while an earlier message about the same subject to the same
--- endpoint is still pending (so created → rescheduled → cancelled arrive in
--- that order); reminders are scheduled, not ordered.
-CREATE FUNCTION booking.webhook_claim(p_limit int, p_lease_seconds int)
+-- Claim up to p_limit due messages of active endpoints for p_lease_seconds,
+-- at most 8 of one endpoint per claim, none of the endpoints in p_skip (the
+-- caller's busiest), walking each active endpoint's due messages by index —
+-- a disabled endpoint's backlog is never read. A message waits while an
+-- earlier message about the same subject to the same endpoint is still
+-- pending (so created → rescheduled → cancelled arrive in that order);
+-- reminders are scheduled, not ordered.
+CREATE FUNCTION booking.webhook_claim(p_limit int, p_lease_seconds int, p_skip uuid[] DEFAULT '{}')
   RETURNS TABLE (id uuid, lease uuid, endpoint_id uuid, event text, data jsonb, created_at timestamptz,
                  due_at timestamptz, attempt int, round_attempt int, url text, secret text,
                  previous_secret text)
@@ -236,18 +246,28 @@ BEGIN
     RAISE EXCEPTION 'service role only' USING ERRCODE = 'insufficient_privilege';
   END IF;
   RETURN QUERY
-  WITH due AS (
-    SELECT m.id FROM booking.webhook_messages m
-      JOIN booking.webhook_endpoints e ON e.id = m.endpoint_id AND e.active
-     WHERE m.state = 'pending' AND m.due_at <= at
-       AND (m.leased_until IS NULL OR m.leased_until < at)
-       AND (m.event = 'booking.reminder' OR NOT EXISTS (
-             SELECT 1 FROM booking.webhook_messages p
-              WHERE p.subject_id = m.subject_id AND p.endpoint_id = m.endpoint_id
-                AND p.state = 'pending' AND p.seq < m.seq AND p.event <> 'booking.reminder'))
-     ORDER BY m.due_at, m.seq
+  WITH candidates AS (
+    SELECT c.id, c.due_at, c.seq
+      FROM booking.webhook_endpoints e
+      CROSS JOIN LATERAL (
+        SELECT m.id, m.due_at, m.seq FROM booking.webhook_messages m
+         WHERE m.endpoint_id = e.id AND m.state = 'pending' AND m.due_at <= at
+           AND (m.leased_until IS NULL OR m.leased_until < at)
+           AND (m.event = 'booking.reminder' OR NOT EXISTS (
+                 SELECT 1 FROM booking.webhook_messages p
+                  WHERE p.subject_id = m.subject_id AND p.endpoint_id = m.endpoint_id
+                    AND p.state = 'pending' AND p.seq < m.seq AND p.event <> 'booking.reminder'))
+         ORDER BY m.due_at, m.seq
+         LIMIT 8
+      ) c
+     WHERE e.active AND NOT (e.id = ANY (coalesce(p_skip, '{}')))
+     ORDER BY c.due_at, c.seq
      LIMIT least(greatest(p_limit, 1), 100)
-       FOR UPDATE OF m SKIP LOCKED
+  ), due AS (
+    SELECT m.id FROM booking.webhook_messages m
+     WHERE m.id IN (SELECT id FROM candidates) AND m.state = 'pending'
+       AND (m.leased_until IS NULL OR m.leased_until < at)
+       FOR UPDATE SKIP LOCKED
   )
   UPDATE booking.webhook_messages m
      SET lease = l,
@@ -319,8 +339,8 @@ BEGIN
            finished_at = CASE WHEN p_retry_seconds IS NULL THEN at END
      WHERE id = p_id;
     UPDATE booking.webhook_endpoints
-       SET failing_since = coalesce(failing_since, at)
-     WHERE id = m.endpoint_id;
+       SET failing_since = at
+     WHERE id = m.endpoint_id AND failing_since IS NULL;
     IF p_disable_after_days > 0 THEN
       UPDATE booking.webhook_endpoints
          SET active = false, updated_at = at,
@@ -374,6 +394,28 @@ BEGIN
 END
 $$;
 
+-- Deleting an endpoint (admin), step two: after it was turned off, its
+-- messages (and their log) go in bounded batches, each its own statement, so
+-- a large backlog never holds one long transaction; returns how many went.
+CREATE FUNCTION booking.webhook_purge_endpoint(p_endpoint uuid, p_limit int)
+  RETURNS int
+  LANGUAGE plpgsql SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+DECLARE
+  n int;
+BEGIN
+  IF NOT booking.caller_is_service() THEN
+    RAISE EXCEPTION 'service role only' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  DELETE FROM booking.webhook_messages WHERE id IN (
+    SELECT id FROM booking.webhook_messages WHERE endpoint_id = p_endpoint
+     LIMIT least(greatest(p_limit, 1), 10000));
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
 -- Outbox depth and the age of the oldest due message (metrics).
 CREATE FUNCTION booking.webhook_backlog()
   RETURNS TABLE (pending bigint, due bigint, oldest_due_seconds double precision)
@@ -390,8 +432,9 @@ BEGIN
   RETURN QUERY
   SELECT count(*), count(*) FILTER (WHERE m.due_at <= at),
          coalesce(extract(epoch FROM at - min(m.due_at) FILTER (WHERE m.due_at <= at))::float8, 0)
-    FROM booking.webhook_messages m
-   WHERE m.state = 'pending';
+    FROM booking.webhook_endpoints e
+    JOIN booking.webhook_messages m ON m.endpoint_id = e.id AND m.state = 'pending'
+   WHERE e.active;
 END
 $$;
 
@@ -430,7 +473,7 @@ GRANT EXECUTE ON FUNCTION booking.cancel_booking(uuid, int) TO authenticated, se
 GRANT EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int)
   TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int, uuid[]) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
@@ -438,4 +481,4 @@ GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], i
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_event_types() TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_purge_endpoint(uuid, int) TO service_role;

@@ -264,8 +264,14 @@ BEGIN
         d || jsonb_build_object('previous', jsonb_build_object(
                'start', lower(OLD.period), 'end', upper(OLD.period), 'status', OLD.status)));
     END IF;
+    -- reminders follow the booking's time and status (a note-only change
+    -- leaves them); one being delivered right now is left to finish
+    IF NEW.period = OLD.period AND NEW.status = OLD.status THEN
+      RETURN NULL;
+    END IF;
     DELETE FROM booking.webhook_messages
-     WHERE subject_id = NEW.id AND state = 'pending' AND event = 'booking.reminder';
+     WHERE subject_id = NEW.id AND state = 'pending' AND event = 'booking.reminder'
+       AND (leased_until IS NULL OR leased_until < booking.clock());
   END IF;
   IF NEW.status = 'confirmed' THEN
     at := booking.clock();
@@ -278,7 +284,8 @@ BEGIN
        AND (e.events IS NULL OR 'booking.reminder' = ANY (e.events))
        AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
      WHERE r.id = NEW.resource_id
-       AND lower(NEW.period) - make_interval(mins => m) > at;
+       AND lower(NEW.period) - make_interval(mins => m) > at
+       FOR KEY SHARE OF e SKIP LOCKED;
   END IF;
   RETURN NULL;
 END
@@ -1222,7 +1229,7 @@ GRANT EXECUTE ON FUNCTION booking.cancel_booking(uuid, int) TO authenticated, se
 GRANT EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int)
   TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int, uuid[]) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
@@ -1230,7 +1237,7 @@ GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], i
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_event_types() TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_purge_endpoint(uuid, int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.create_hold(uuid, timestamptz, timestamptz, int) TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.confirm_hold(uuid, text) TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.release_hold(uuid) TO authenticated, service_role;

@@ -113,7 +113,7 @@ GRANT EXECUTE ON FUNCTION booking.cancel_booking(uuid, int) TO authenticated, se
 GRANT EXECUTE ON FUNCTION booking.availability(uuid, timestamptz, timestamptz, int)
   TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.seats_in_use_beyond(uuid, int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int) TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_claim(int, int, uuid[]) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle(uuid, uuid, text, int, text, int, double precision, int)
   TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], int[], text[], int[],
@@ -121,7 +121,7 @@ GRANT EXECUTE ON FUNCTION booking.webhook_settle_batch(uuid[], uuid[], text[], i
 GRANT EXECUTE ON FUNCTION booking.webhook_resend(uuid, uuid) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_backlog() TO service_role;
 GRANT EXECUTE ON FUNCTION booking.webhook_prune(int) TO service_role;
-GRANT EXECUTE ON FUNCTION booking.webhook_event_types() TO service_role;
+GRANT EXECUTE ON FUNCTION booking.webhook_purge_endpoint(uuid, int) TO service_role;
 GRANT EXECUTE ON FUNCTION booking.create_hold(uuid, timestamptz, timestamptz, int) TO authenticated;
 GRANT EXECUTE ON FUNCTION booking.confirm_hold(uuid, text) TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION booking.release_hold(uuid) TO authenticated, service_role;

@@ -108,6 +108,27 @@ pub async fn update(
     .await
 }
 
+/// Turn an endpoint off (the first step of deleting it); false if none.
+pub async fn deactivate(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
+    let r = sqlx::query(
+        "UPDATE booking.webhook_endpoints SET active = false, disabled_reason = 'being deleted', \
+           updated_at = clock_timestamp() WHERE id = $1",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Delete up to `limit` of an endpoint's messages (and their log).
+pub async fn purge_messages(conn: &mut PgConnection, id: Uuid, limit: i32) -> sqlx::Result<i32> {
+    sqlx::query_scalar("SELECT booking.webhook_purge_endpoint($1, $2)")
+        .bind(id)
+        .bind(limit)
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     let r = sqlx::query("DELETE FROM booking.webhook_endpoints WHERE id = $1")
         .bind(id)
@@ -198,10 +219,12 @@ pub async fn claim(
     conn: &mut PgConnection,
     limit: i32,
     lease_seconds: i32,
+    skip: &[Uuid],
 ) -> sqlx::Result<Vec<Claimed>> {
-    sqlx::query_as("SELECT * FROM booking.webhook_claim($1, $2)")
+    sqlx::query_as("SELECT * FROM booking.webhook_claim($1, $2, $3)")
         .bind(limit)
         .bind(lease_seconds)
+        .bind(skip)
         .fetch_all(conn)
         .await
 }

@@ -44,11 +44,20 @@ pub async fn run_once(st: &AppState) {
     }
 }
 
+/// Finished messages past their 30 days, in batches of 5000 until fewer are
+/// left (at most 100 batches a round, so a round stays bounded).
 async fn webhook_prune(st: &AppState) -> ApiResult<i32> {
-    let mut tx = st.db.begin(&Identity::service()).await?;
-    let n = crate::db::webhooks::prune(tx.conn(), 5000).await?;
-    tx.commit().await?;
-    Ok(n)
+    let mut total = 0;
+    for _ in 0..100 {
+        let mut tx = st.db.begin(&Identity::service()).await?;
+        let n = crate::db::webhooks::prune(tx.conn(), 5000).await?;
+        tx.commit().await?;
+        total += n;
+        if n < 5000 {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 async fn signin_sweep(st: &AppState) -> ApiResult<()> {

@@ -241,7 +241,10 @@ pub async fn update(
     Ok(axum::Json(e))
 }
 
-/// Delete an endpoint, its undelivered messages and its log.
+/// Delete an endpoint, its undelivered messages and its log. In steps: it is
+/// turned off first (nothing new is written for it, nothing delivered), then
+/// its messages go in batches, then the endpoint — so neither a large backlog
+/// nor booking writes in flight make one long transaction.
 #[utoipa::path(delete, path = "/v1/admin/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)),
     responses((status = 204, description = "Deleted"), (status = 400, body = crate::error::Problem),
         (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
@@ -253,9 +256,20 @@ pub async fn delete(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     let mut tx = st.db.begin(&who).await?;
-    if !db::delete(tx.conn(), id).await? {
+    if !db::deactivate(tx.conn(), id).await? {
         return Err(ApiError::NotFound);
     }
+    tx.commit().await?;
+    loop {
+        let mut tx = st.db.begin(&who).await?;
+        let n = db::purge_messages(tx.conn(), id, 5000).await?;
+        tx.commit().await?;
+        if n < 5000 {
+            break;
+        }
+    }
+    let mut tx = st.db.begin(&who).await?;
+    db::delete(tx.conn(), id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinSet;
+use uuid::Uuid;
 
 use crate::db::bookings::Booking;
 use crate::db::webhooks::{self as db, Claimed};
@@ -23,9 +24,11 @@ use crate::identity::Identity;
 /// Retry delays after the 1st … 7th failed attempt (±20 % jitter); the 8th
 /// failure marks the message failed.
 pub const RETRY_SCHEDULE: [u64; 7] = [5, 300, 1800, 7200, 18_000, 36_000, 36_000];
-/// At most this many messages are claimed (and delivered at once) per round;
-/// their attempts are recorded together in one transaction.
+/// At most this many deliveries are in flight in one process; finished
+/// attempts are recorded together, a batch per transaction.
 pub const BATCH: i32 = 32;
+/// At most this many deliveries to one endpoint in flight in one process.
+pub const PER_ENDPOINT: usize = 8;
 /// A claim lasts this long; delivery takes at most [`TOTAL_TIMEOUT`].
 pub const LEASE_SECONDS: i32 = 60;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -138,7 +141,9 @@ pub fn client(allow_private: bool) -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("booking-webhooks/", env!("CARGO_PKG_VERSION")))
         .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(4);
+        .pool_max_idle_per_host(4)
+        // a proxy would resolve names itself, past the public-only resolver
+        .no_proxy();
     if !allow_private {
         b = b.dns_resolver(Arc::new(ssrf::PublicOnly));
     }
@@ -170,6 +175,10 @@ impl Worker {
     /// progress when told to stop is finished (it takes at most 10 s) and
     /// settled; nothing new is claimed.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
+        let in_flight: Arc<std::sync::Mutex<HashMap<Uuid, usize>>> = Default::default();
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Attempt)>();
+        let settler = tokio::spawn(self.clone().settler(done_rx));
         let mut last_backlog = Instant::now() - Duration::from_secs(60);
         let mut last_sweep = Instant::now() - Duration::from_secs(3600);
         loop {
@@ -186,7 +195,25 @@ impl Worker {
                     self.expire_due().await;
                 }
             }
-            let batch = match self.claim().await {
+            // deliveries run continuously: a claim fills the free slots, so a
+            // slow receiver holds only its own slots, and endpoints with
+            // PER_ENDPOINT deliveries in flight here are not claimed for
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    p = slots.acquire() => drop(p),
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let skip: Vec<Uuid> = in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, n)| **n >= PER_ENDPOINT)
+                .map(|(e, _)| *e)
+                .collect();
+            let batch = match self.claim(free as i32, &skip).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "webhook claim failed; retrying");
@@ -205,27 +232,54 @@ impl Worker {
                 }
                 continue;
             }
-            let mut set = JoinSet::new();
             for m in batch {
-                let w = self.clone();
-                set.spawn(async move {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                *in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(m.endpoint_id)
+                    .or_default() += 1;
+                let (w, tx, in_flight) = (self.clone(), done_tx.clone(), in_flight.clone());
+                tokio::spawn(async move {
                     let a = w.deliver(&m).await;
-                    (m, a)
+                    if let Some(n) = in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_mut(&m.endpoint_id)
+                    {
+                        *n = n.saturating_sub(1);
+                    }
+                    let _ = tx.send((m, a));
+                    drop(permit);
                 });
             }
-            let mut done = Vec::new();
-            while let Some(r) = set.join_next().await {
-                if let Ok(x) = r {
-                    done.push(x);
+        }
+        // stopping: nothing new is claimed; what is in flight finishes (each
+        // delivery takes at most 10 s) and is recorded
+        let _ = slots.acquire_many(BATCH as u32).await;
+        drop(done_tx);
+        let _ = settler.await;
+    }
+
+    /// Record finished attempts as they come, a batch per transaction.
+    async fn settler(self, mut rx: tokio::sync::mpsc::UnboundedReceiver<(Claimed, Attempt)>) {
+        while let Some(first) = rx.recv().await {
+            let mut done = vec![first];
+            while done.len() < 256 {
+                match rx.try_recv() {
+                    Ok(x) => done.push(x),
+                    Err(_) => break,
                 }
             }
             self.settle_all(&done).await;
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+    async fn claim(&self, limit: i32, skip: &[Uuid]) -> Result<Vec<Claimed>, sqlx::Error> {
         let mut tx = self.db.begin(&Identity::service()).await?;
-        let batch = db::claim(tx.conn(), BATCH, LEASE_SECONDS).await?;
+        let batch = db::claim(tx.conn(), limit, LEASE_SECONDS, skip).await?;
         tx.commit().await.map_err(|e| match e {
             crate::error::ApiError::Database(d) => d,
             other => sqlx::Error::Protocol(other.to_string()),

@@ -81,6 +81,22 @@ async fn book(app: &TestApp, token: &str, room: &str, s: &str, e: &str) -> Value
     r.json().await.expect("booking")
 }
 
+/// Wait until `n` attempts are recorded (they are, just after they are made).
+async fn recorded(app: &TestApp, n: i64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got: i64 = admin_scalar(app, "SELECT count(*) FROM booking.webhook_attempts").await;
+        if got >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} attempts not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn admin_scalar<T>(app: &TestApp, sql: &str) -> T
 where
     T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
@@ -175,6 +191,7 @@ async fn create_reschedule_cancel_arrive_in_order_signed_to_the_spec() {
         eps["items"][0].get("secret").is_none(),
         "secrets only when created or rotated"
     );
+    recorded(&app, 3).await;
     let log: Value = app
         .get(
             &app.service_token(),
@@ -219,6 +236,7 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_body() {
     let room = app.room().await;
     book(&app, &u.token, &room, &at(2, 10, 0), &at(2, 11, 0)).await;
     rx.wait_for(1, WAIT).await;
+    recorded(&app, 1).await;
     // the retry is due ~5 s later (±20 %): move the database's clock past it
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.set_clock(Utc::now() + chrono::Duration::seconds(7))
@@ -226,15 +244,27 @@ async fn a_failed_delivery_is_retried_with_the_same_id_and_body() {
     let got = rx.wait_for(2, WAIT).await;
     assert_eq!(got[0].id, got[1].id, "the same webhook-id");
     assert_eq!(got[0].body, got[1].body, "an identical body");
-    let log: Value = app
-        .get(
-            &app.service_token(),
-            &format!("/v1/admin/webhooks/{endpoint}/deliveries"),
-        )
-        .await
-        .json()
-        .await
-        .expect("log");
+    // attempts are recorded just after they are made: wait for the second
+    let deadline = std::time::Instant::now() + WAIT;
+    let log = loop {
+        let log: Value = app
+            .get(
+                &app.service_token(),
+                &format!("/v1/admin/webhooks/{endpoint}/deliveries"),
+            )
+            .await
+            .json()
+            .await
+            .expect("log");
+        if log["items"].as_array().map(Vec::len).unwrap_or(0) >= 2 {
+            break log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second attempt was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let codes: Vec<i64> = log["items"]
         .as_array()
         .expect("items")
@@ -285,6 +315,7 @@ async fn after_the_last_retry_the_message_is_failed_and_410_disables_the_endpoin
     let mut shift = chrono::Duration::zero();
     for n in 1..=8 {
         rx.wait_for(n, WAIT).await;
+        recorded(&app, n as i64).await;
         shift += chrono::Duration::hours(13);
         app.set_clock(Utc::now() + shift).await;
     }
@@ -354,6 +385,7 @@ async fn endpoints_that_fail_for_days_are_disabled_when_so_configured() {
     let room = app.room().await;
     book(&app, &u.token, &room, &at(5, 10, 0), &at(5, 11, 0)).await;
     rx.wait_for(1, WAIT).await;
+    recorded(&app, 1).await;
     app.set_clock(Utc::now() + chrono::Duration::hours(30))
         .await;
     rx.wait_for(2, WAIT).await;
@@ -1000,4 +1032,85 @@ async fn holds_approval_and_series_send_their_events() {
     assert_eq!(series["data"]["bookings"].as_array().map(Vec::len), Some(2));
     assert_eq!(series["data"]["bookings"][0]["status"], "pending");
     assert_eq!(series["data"]["rrule"], "FREQ=DAILY;COUNT=2");
+}
+
+#[tokio::test]
+async fn a_slow_receiver_or_a_disabled_endpoints_backlog_delays_no_one_else() {
+    let app = TestApp::spawn().await;
+    let slow = Receiver::start().await;
+    slow.delay(Duration::from_secs(8));
+    let fast = Receiver::start().await;
+    subscribe(
+        &app,
+        json!({"url": slow.url, "events": ["booking.created"]}),
+    )
+    .await;
+    subscribe(
+        &app,
+        json!({"url": fast.url, "events": ["booking.created"]}),
+    )
+    .await;
+    // a disabled endpoint with a large backlog of due messages
+    let mut admin = app.admin_conn().await;
+    sqlx::query(
+        "WITH e AS (INSERT INTO booking.webhook_endpoints (url, secret, active) \
+                    VALUES ('http://127.0.0.1:9/gone', $1, false) RETURNING id) \
+         INSERT INTO booking.webhook_messages (endpoint_id, event, subject_id, data, created_at, due_at) \
+         SELECT e.id, 'booking.created', gen_random_uuid(), '{}', now(), now() - interval '1 hour' \
+           FROM e, generate_series(1, 50000)",
+    )
+    .bind(format!("whsec_{}=", "B".repeat(43)))
+    .execute(&mut admin)
+    .await
+    .expect("backlog");
+    sqlx::query("ANALYZE booking.webhook_messages")
+        .execute(&mut admin)
+        .await
+        .expect("analyze");
+    let u = app.user("+14155550130").await;
+    let room = app.room().await;
+    let started = std::time::Instant::now();
+    for h in 0..12 {
+        book(&app, &u.token, &room, &at(2, h, 0), &at(2, h, 30)).await;
+    }
+    fast.wait_for(12, WAIT).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the fast receiver waited on the slow one: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        slow.received().len() < 12,
+        "the slow receiver is still busy"
+    );
+    sqlx::Connection::close(admin).await.expect("close");
+}
+
+#[tokio::test]
+async fn deleting_an_endpoint_while_bookings_are_written_fails_no_booking() {
+    let app = TestApp::spawn().await;
+    let rx = Receiver::start().await;
+    rx.delay(Duration::from_millis(200));
+    let (endpoint, _) = subscribe(&app, json!({"url": rx.url})).await;
+    let users = app.users(10).await;
+    let room = app.room().await;
+    let creates = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| app.book(u, &room, &at(3, i as u32, 0), &at(3, i as u32, 30)));
+    let svc = app.service_token();
+    let path = format!("/v1/admin/webhooks/{endpoint}");
+    let del = app.delete(&svc, &path);
+    let (created, deleted) = tokio::join!(futures::future::join_all(creates), del);
+    assert_eq!(deleted.status(), 204);
+    for r in created {
+        assert_eq!(
+            r.status(),
+            201,
+            "a booking failed because an endpoint was being deleted"
+        );
+    }
+    let left: i64 = admin_scalar(&app, "SELECT count(*) FROM booking.webhook_messages").await;
+    let endpoints: i64 = admin_scalar(&app, "SELECT count(*) FROM booking.webhook_endpoints").await;
+    assert_eq!((left, endpoints), (0, 0));
 }

@@ -22,6 +22,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> anyhow::Result<Receiver> {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    /// A receiver that answers each request only after `delay` (a stalled
+    /// one holds the worker's deliveries for that endpoint in flight).
+    pub async fn start_with_delay(delay: Duration) -> anyhow::Result<Receiver> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hook", listener.local_addr()?);
         let count = Arc::new(AtomicU64::new(0));
@@ -31,6 +37,9 @@ impl Receiver {
         let app = axum::Router::new().fallback(move |body: Bytes| {
             let (c, l, a) = (c.clone(), l.clone(), a.clone());
             async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let now = Utc::now();
                 let ts = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()

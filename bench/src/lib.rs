@@ -1135,6 +1135,27 @@ impl Ctx<'_> {
 
         eprintln!("bench: creates with no webhook endpoint, {c} clients");
         let (none, _) = self.create_rate(c).await?;
+        // the outbox's own cost: an endpoint whose receiver never answers in
+        // the window, so the worker has its few deliveries in flight and
+        // spends nothing; every create writes its message
+        let stalled = flows::Receiver::start_with_delay(Duration::from_secs(3600)).await?;
+        sqlx::query("INSERT INTO booking.webhook_endpoints (url, secret) VALUES ($1, $2)")
+            .bind(&stalled.url)
+            .bind(format!("whsec_{}=", "A".repeat(43)))
+            .execute(&mut self.owner)
+            .await?;
+        eprintln!("bench: creates with one subscribed endpoint, delivery stalled, {c} clients");
+        let (written, _) = self.create_rate(c).await?;
+        sqlx::query("DELETE FROM booking.webhook_endpoints")
+            .execute(&mut self.owner)
+            .await?;
+        stalled.stop();
+        let cost = 1.0 - written / none.max(1e-9);
+        lines.push(format!(
+            "| creates/s, {c} clients: no endpoint → one subscribed endpoint (the outbox's writes) | {none:.0} → {written:.0} | outbox cost {:.1} % (target ≤ 10 %: {}) |",
+            cost * 100.0,
+            if cost <= 0.10 { "met" } else { "missed" }
+        ));
         let rx = flows::Receiver::start().await?;
         sqlx::query("INSERT INTO booking.webhook_endpoints (url, secret) VALUES ($1, $2)")
             .bind(&rx.url)
@@ -1149,11 +1170,9 @@ impl Ctx<'_> {
         sqlx::query("DELETE FROM booking.webhook_endpoints")
             .execute(&mut self.owner)
             .await?;
-        let cost = 1.0 - with / none.max(1e-9);
         lines.push(format!(
-            "| creates/s, {c} clients: no endpoint → one subscribed endpoint | {none:.0} → {with:.0} | outbox cost {:.1} % (target ≤ 10 %: {}) |",
-            cost * 100.0,
-            if cost <= 0.10 { "met" } else { "missed" }
+            "| creates/s, {c} clients, while the same server delivers every message to a local receiver | {with:.0} | {:.2}× creates with no endpoint (delivery shares the 2 cores) |",
+            with / none.max(1e-9)
         ));
         lines.push(format!(
             "| webhook delivery to a local receiver (while and after those creates) | {mps:.0} messages/s | {got} of {created} delivered; lag (event → received) p50 {lag50} ms, p99 {lag99} ms |"

@@ -178,6 +178,8 @@ impl Worker {
         let slots = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
         let in_flight: Arc<std::sync::Mutex<HashMap<Uuid, usize>>> = Default::default();
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Attempt)>();
+        // a finished delivery may free an endpoint that was at its limit
+        let freed = Arc::new(Notify::new());
         let settler = tokio::spawn(self.clone().settler(done_rx));
         let mut last_backlog = Instant::now() - Duration::from_secs(60);
         let mut last_sweep = Instant::now() - Duration::from_secs(3600);
@@ -227,6 +229,7 @@ impl Worker {
             if batch.is_empty() {
                 tokio::select! {
                     _ = self.wake.0.notified() => {}
+                    _ = freed.notified() => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = stop.changed() => {}
                 }
@@ -241,7 +244,12 @@ impl Worker {
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(m.endpoint_id)
                     .or_default() += 1;
-                let (w, tx, in_flight) = (self.clone(), done_tx.clone(), in_flight.clone());
+                let (w, tx, in_flight, freed) = (
+                    self.clone(),
+                    done_tx.clone(),
+                    in_flight.clone(),
+                    freed.clone(),
+                );
                 tokio::spawn(async move {
                     let a = w.deliver(&m).await;
                     if let Some(n) = in_flight
@@ -253,6 +261,7 @@ impl Worker {
                     }
                     let _ = tx.send((m, a));
                     drop(permit);
+                    freed.notify_one();
                 });
             }
         }

@@ -223,6 +223,22 @@ async fn create_reschedule_cancel_arrive_in_order_signed_to_the_spec() {
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest["items"][0]["event"], "booking.created");
     assert!(rest["next_cursor"].is_null());
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for m in [
+        "booking_webhook_deliveries_total{outcome=\"delivered\"}",
+        "booking_webhook_attempts_total",
+        "booking_webhook_lag_seconds",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics");
+    }
 }
 
 #[tokio::test]

@@ -64,7 +64,11 @@ CREATE TABLE booking.webhook_messages (
   -- the order changes were written in (per endpoint and subject, messages are
   -- delivered in this order)
   seq            bigint GENERATED ALWAYS AS IDENTITY,
-  endpoint_id    uuid NOT NULL REFERENCES booking.webhook_endpoints (id) ON DELETE CASCADE,
+  -- no foreign key: its check would lock the endpoint's row (FOR KEY SHARE)
+  -- in every booking write, and concurrent writers would queue on that one
+  -- row. An endpoint is deleted in steps instead (turned off, its messages
+  -- purged, then the row), and prune removes any message left without one.
+  endpoint_id    uuid NOT NULL,
   event          text NOT NULL,
   -- the booking (hold, series) the message is about
   subject_id     uuid NOT NULL,
@@ -153,8 +157,6 @@ CREATE FUNCTION booking.enqueue_message(p_event text, p_resource uuid, p_subject
      WHERE e.active
        AND (e.events IS NULL OR p_event = ANY (e.events))
        AND (e.resource_id IS NULL OR e.resource_id = p_resource)
-       -- an endpoint being deleted is skipped, not an error for the booking
-       FOR KEY SHARE OF e SKIP LOCKED
   $$;
 
 -- AFTER INSERT/UPDATE on bookings: the change's message, and the booking's
@@ -212,7 +214,7 @@ BEGIN
        AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
      WHERE r.id = NEW.resource_id
        AND lower(NEW.period) - make_interval(mins => m) > at
-       FOR KEY SHARE OF e SKIP LOCKED;
+       ;
   END IF;
   RETURN NULL;
 END
@@ -452,9 +454,14 @@ BEGIN
     RAISE EXCEPTION 'service role only' USING ERRCODE = 'insufficient_privilege';
   END IF;
   DELETE FROM booking.webhook_messages WHERE id IN (
-    SELECT id FROM booking.webhook_messages
-     WHERE state <> 'pending' AND finished_at < booking.clock() - interval '30 days'
-     LIMIT least(greatest(p_limit, 1), 10000));
+    (SELECT id FROM booking.webhook_messages
+      WHERE state <> 'pending' AND finished_at < booking.clock() - interval '30 days'
+      LIMIT least(greatest(p_limit, 1), 10000))
+    UNION ALL
+    -- written by a change that committed while its endpoint was being deleted
+    (SELECT m.id FROM booking.webhook_messages m
+      WHERE NOT EXISTS (SELECT 1 FROM booking.webhook_endpoints e WHERE e.id = m.endpoint_id)
+      LIMIT least(greatest(p_limit, 1), 10000)));
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN n;
 END

@@ -88,12 +88,11 @@ ALTER TABLE booking.closures ENABLE ROW LEVEL SECURITY;
 ALTER TABLE booking.closures FORCE ROW LEVEL SECURITY;
 REVOKE ALL ON booking.series, booking.closures FROM PUBLIC, anon, authenticated, service_role;
 GRANT SELECT ON booking.series TO authenticated, service_role;
-GRANT SELECT ON booking.closures TO authenticated, service_role;
+GRANT SELECT ON booking.closures TO service_role;
 CREATE POLICY series_select_own ON booking.series FOR SELECT TO authenticated
   USING (user_id = (SELECT auth.uid()));
 CREATE POLICY series_select_staff ON booking.series FOR SELECT TO authenticated
   USING (resource_id IN (SELECT r.id FROM booking.resources r WHERE r.owner_id = (SELECT auth.uid())));
-CREATE POLICY closures_select ON booking.closures FOR SELECT TO authenticated USING (true);
 CREATE POLICY series_definer ON booking.series FOR ALL TO CURRENT_USER USING (true) WITH CHECK (true);
 CREATE POLICY closures_definer ON booking.closures FOR ALL TO CURRENT_USER USING (true) WITH CHECK (true);
 
@@ -102,6 +101,27 @@ CREATE POLICY closures_definer ON booking.closures FOR ALL TO CURRENT_USER USING
 DROP POLICY bookings_select_staff ON booking.bookings;
 CREATE POLICY bookings_select_staff ON booking.bookings FOR SELECT TO authenticated
   USING (NOT is_hold AND resource_id IN (SELECT r.id FROM booking.resources r WHERE r.owner_id = (SELECT auth.uid())));
+
+-- ---------------------------------------------------------------------------
+-- Snapshots. Under SERIALIZABLE a writer keeps the snapshot of its first
+-- statement: a capacity lowered, a closure added or a booking made by a
+-- READ COMMITTED session after it would go unseen (and the conflict
+-- detection of SERIALIZABLE only covers other SERIALIZABLE transactions). So
+-- booking writes run under READ COMMITTED only (0006 refused REPEATABLE
+-- READ; the server's connections always read committed), checked in the write
+-- functions and again by the trigger every booking write passes.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION booking.require_fresh_snapshots() RETURNS void
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'booking writes need READ COMMITTED isolation'
+      USING ERRCODE = 'invalid_transaction_state';
+  END IF;
+END
+$$;
 
 -- ---------------------------------------------------------------------------
 -- Triggers.
@@ -116,6 +136,7 @@ CREATE OR REPLACE FUNCTION booking.bookings_before_write() RETURNS trigger
 DECLARE
   r record;
 BEGIN
+  PERFORM booking.require_fresh_snapshots();
   IF TG_OP = 'UPDATE' THEN
     IF NEW.id <> OLD.id OR NEW.user_id <> OLD.user_id OR NEW.resource_id <> OLD.resource_id
        OR NEW.created_at <> OLD.created_at OR NEW.series_id IS DISTINCT FROM OLD.series_id THEN
@@ -193,8 +214,18 @@ BEGIN
   ELSE
     act := 'updated';
   END IF;
+  -- checked after the row is in place, i.e. after any wait for another
+  -- transaction's conflicting row: a write that waited past its start is
+  -- refused, so nothing is booked (or moved) into the past
+  IF (TG_OP = 'INSERT' OR NEW.period <> OLD.period) AND NEW.status IN ('held', 'pending', 'confirmed')
+     AND current_setting('role', true) IN ('authenticated', 'service_role', 'anon')
+     AND lower(NEW.period) < booking.clock() THEN
+    RAISE EXCEPTION 'start is in the past'
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_start_not_past';
+  END IF;
   INSERT INTO booking.booking_events (booking_id, action, actor_id, old_period, new_period)
-  VALUES (NEW.id, act, auth.uid(), CASE WHEN TG_OP = 'UPDATE' THEN OLD.period END, NEW.period);
+  VALUES (NEW.id, act, CASE WHEN act = 'expired' THEN NULL ELSE auth.uid() END,
+          CASE WHEN TG_OP = 'UPDATE' THEN OLD.period END, NEW.period);
   RETURN NULL;
 END
 $$;
@@ -285,7 +316,7 @@ BEGIN
        AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
      WHERE r.id = NEW.resource_id
        AND lower(NEW.period) - make_interval(mins => m) > at
-       FOR KEY SHARE OF e SKIP LOCKED;
+       ;
   END IF;
   RETURN NULL;
 END
@@ -453,24 +484,32 @@ CREATE FUNCTION booking.place(r booking.resources, uid uuid, p tstzrange, p_note
   AS $$
 DECLARE
   b booking.bookings;
-  seat_no int;
-  round int;
+  seat_no int := 1;
+  retired boolean := false;
 BEGIN
-  FOR round IN 1 .. 2 LOOP
-    FOR seat_no IN 1 .. r.capacity LOOP
-      INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, note, status, expires_at, series_id)
-      VALUES (r.id, uid, p, p, seat_no, p_note, p_status, p_expires, p_series)
-      ON CONFLICT DO NOTHING
-      RETURNING * INTO b;
-      IF FOUND THEN
-        RETURN booking.written('created', b);
-      END IF;
-      IF seat_no = 1 AND booking.user_busy(uid, p, at) THEN
+  WHILE seat_no <= r.capacity LOOP
+    INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, note, status, expires_at, series_id)
+    VALUES (r.id, uid, p, p, seat_no, p_note, p_status, p_expires, p_series)
+    ON CONFLICT DO NOTHING
+    RETURNING * INTO b;
+    IF FOUND THEN
+      RETURN booking.written('created', b);
+    END IF;
+    IF seat_no = 1 THEN
+      IF booking.user_busy(uid, p, at) THEN
         RETURN booking.refused('user_overlap');
       END IF;
-    END LOOP;
-    EXIT WHEN round = 2 OR booking.retire_expired(
-      r.id, tstzrange(lower(p), upper(p) + make_interval(mins => r.buffer_minutes), '[)'), uid, p, at) = 0;
+      -- once, at the first refusal: retire every expired row in the way (on
+      -- any seat, or the user's own), then start over from seat 1
+      IF NOT retired THEN
+        retired := true;
+        IF booking.retire_expired(r.id, tstzrange(lower(p), upper(p) + make_interval(mins => r.buffer_minutes), '[)'),
+                                  uid, p, at) > 0 THEN
+          CONTINUE;
+        END IF;
+      END IF;
+    END IF;
+    seat_no := seat_no + 1;
   END LOOP;
   RETURN booking.refused('slot_taken');
 END
@@ -479,7 +518,7 @@ $$;
 -- The active-bookings cap, counted under a lock on the caller's own user row
 -- (see 0006). Holds and pending bookings count: they occupy seats. NULL
 -- when `p_adding` more fit, else the refusal.
-CREATE FUNCTION booking.cap_problem(uid uuid, p_adding int, at timestamptz)
+CREATE FUNCTION booking.cap_problem(uid uuid, p_adding int)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
@@ -487,10 +526,12 @@ CREATE FUNCTION booking.cap_problem(uid uuid, p_adding int, at timestamptz)
 DECLARE
   cap int;
   n_active int;
+  at timestamptz;
 BEGIN
   PERFORM booking.require_fresh_snapshots();
   PERFORM booking.ensure_user(uid);
   PERFORM 1 FROM booking.users WHERE id = uid FOR UPDATE;
+  at := booking.clock();  -- after the lock, which may have been waited for
   SELECT max_active_bookings INTO cap FROM booking.settings;
   cap := coalesce(cap, 100);
   SELECT count(*) INTO n_active FROM booking.bookings
@@ -526,12 +567,19 @@ BEGIN
   IF p_resource IS NULL OR p_start IS NULL OR p_end IS NULL THEN
     RETURN booking.refused('invalid', '{"field": "start", "message": "resource_id, start and end are required"}');
   END IF;
-  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
+  -- the resource row first (a closure being added waits for us, or we for
+  -- it, and then see it), the cap (under the user's row), then the clock and
+  -- the rules: every check after every lock it may have waited for
+  PERFORM booking.require_fresh_snapshots();
+  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active FOR KEY SHARE;
   IF NOT FOUND THEN
     RETURN booking.refused('not_found');
   END IF;
-  problem := coalesce(booking.note_problem(p_note), booking.slot_problem(r, p_start, p_end, at),
-                      booking.cap_problem(uid, 1, at));
+  problem := coalesce(booking.note_problem(p_note), booking.cap_problem(uid, 1));
+  IF problem IS NULL THEN
+    at := booking.clock();
+    problem := booking.slot_problem(r, p_start, p_end, at);
+  END IF;
   IF problem IS NOT NULL THEN
     RETURN booking.refused('invalid', problem);
   END IF;
@@ -567,11 +615,16 @@ BEGIN
   IF p_seconds IS NULL OR p_seconds NOT BETWEEN 30 AND 3600 THEN
     RETURN booking.refused('invalid', '{"field": "expires_in_seconds", "message": "must be between 30 and 3600"}');
   END IF;
-  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
+  PERFORM booking.require_fresh_snapshots();
+  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active FOR KEY SHARE;
   IF NOT FOUND THEN
     RETURN booking.refused('not_found');
   END IF;
-  problem := coalesce(booking.slot_problem(r, p_start, p_end, at), booking.cap_problem(uid, 1, at));
+  problem := booking.cap_problem(uid, 1);
+  IF problem IS NULL THEN
+    at := booking.clock();
+    problem := booking.slot_problem(r, p_start, p_end, at);
+  END IF;
   IF problem IS NOT NULL THEN
     RETURN booking.refused('invalid', problem);
   END IF;
@@ -605,6 +658,7 @@ BEGIN
     RETURN booking.refused('invalid', problem);
   END IF;
   SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  at := booking.clock();  -- after the lock, which may have been waited for
   IF NOT b.is_hold OR b.status = 'cancelled' THEN
     RETURN booking.refused('not_found');
   END IF;
@@ -677,6 +731,7 @@ BEGIN
     RETURN booking.refused('not_found');
   END IF;
   SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  at := booking.clock();
   IF b.status <> 'pending' THEN
     RETURN booking.refused('not_allowed');
   END IF;
@@ -732,7 +787,13 @@ BEGIN
     END IF;
     RETURN booking.refused('not_found');
   END IF;
+  -- the resource row (closures being added), then the booking, then the clock
+  SELECT * INTO r FROM booking.resources WHERE id = b.resource_id AND active FOR KEY SHARE;
+  IF NOT FOUND THEN
+    RETURN booking.refused('not_found');
+  END IF;
   SELECT * INTO b FROM booking.bookings WHERE id = p_id FOR UPDATE;
+  at := booking.clock();
   IF p_version IS NOT NULL AND b.version <> p_version THEN
     RETURN booking.refused('precondition_failed');
   END IF;
@@ -741,10 +802,6 @@ BEGIN
   END IF;
   IF b.status NOT IN ('confirmed', 'pending') OR (b.status = 'pending' AND b.expires_at <= at) THEN
     RETURN booking.refused('not_allowed');
-  END IF;
-  SELECT * INTO r FROM booking.resources WHERE id = b.resource_id AND active;
-  IF NOT FOUND THEN
-    RETURN booking.refused('not_found');
   END IF;
   IF p_set_note THEN
     problem := booking.note_problem(p_note);
@@ -756,6 +813,10 @@ BEGIN
   IF b.period <> p THEN
     IF lower(b.period) <= at THEN
       RETURN booking.refused('invalid', '{"field": "start", "message": "a booking that has started cannot be moved"}');
+    END IF;
+    -- an approved booking moved by its user would skip the approval
+    IF r.requires_approval AND b.status = 'confirmed' AND NOT service THEN
+      RETURN booking.refused('not_allowed');
     END IF;
     problem := booking.slot_problem(r, p_start, p_end, at);
     IF problem IS NOT NULL THEN
@@ -920,7 +981,12 @@ BEGIN
     RETURN NEXT booking.refused('invalid', problem);
     RETURN;
   END IF;
-  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active;
+  IF p_rrule IS NULL OR p_rrule !~ '^[A-Za-z0-9=;,:]{1,200}$' THEN
+    RETURN NEXT booking.refused('invalid', '{"field": "rrule", "message": "an RRULE: letters, digits and = ; , : only, at most 200 characters"}');
+    RETURN;
+  END IF;
+  PERFORM booking.require_fresh_snapshots();
+  SELECT * INTO r FROM booking.resources WHERE id = p_resource AND active FOR KEY SHARE;
   IF NOT FOUND THEN
     RETURN NEXT booking.refused('not_found');
     RETURN;
@@ -931,11 +997,12 @@ BEGIN
     RETURN NEXT booking.refused('invalid', '{"field": "rrule", "message": "at most 100 occurrences"}');
     RETURN;
   END IF;
-  problem := booking.cap_problem(uid, n, at);
+  problem := booking.cap_problem(uid, n);
   IF problem IS NOT NULL THEN
     RETURN NEXT booking.refused('invalid', problem);
     RETURN;
   END IF;
+  at := booking.clock();
   BEGIN
     INSERT INTO booking.series (resource_id, user_id, rrule) VALUES (r.id, uid, p_rrule) RETURNING id INTO sid;
     FOR occ IN SELECT * FROM booking.series_starts(p_start, r.timezone, p_freq, p_interval, p_byday, p_count, p_until) LOOP
@@ -1012,8 +1079,9 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
--- Closures (service role). Writes to bookings wait while one is added, so no
--- booking can slip into it between the check and the insert.
+-- Closures (service role). Writes to the resource's bookings wait while one
+-- is added (they take the resource row FOR KEY SHARE before their checks), so
+-- no booking can slip into it between the check and the insert.
 -- Returns one row: ('created', closure id) — or, when live bookings (and
 -- holds) lie inside and p_cancel is false, one ('conflict', booking id) row
 -- per booking and nothing is created; with p_cancel they are cancelled
@@ -1038,7 +1106,10 @@ BEGIN
     RAISE EXCEPTION 'a closure needs start < end' USING ERRCODE = 'invalid_parameter_value';
   END IF;
   p := tstzrange(p_start, p_end, '[)');
-  LOCK TABLE booking.bookings IN SHARE ROW EXCLUSIVE MODE;
+  -- the resource's row: every writer of this resource takes it FOR KEY
+  -- SHARE first, so writers in flight finish before, and later ones see the
+  -- closure (other resources' writers are not held up)
+  PERFORM 1 FROM booking.resources WHERE id = p_resource FOR UPDATE;
   IF NOT p_cancel THEN
     RETURN QUERY
       SELECT 'conflict'::text, b.id FROM booking.bookings b
@@ -1181,7 +1252,8 @@ BEGIN
   IF NOT booking.caller_is_service() THEN
     RAISE EXCEPTION 'only the service role changes resources' USING ERRCODE = 'insufficient_privilege';
   END IF;
-  LOCK TABLE booking.bookings IN SHARE MODE;
+  -- the resource's row, as a closure does (see add_closure)
+  PERFORM 1 FROM booking.resources WHERE id = p_resource FOR UPDATE;
   RETURN EXISTS (SELECT 1 FROM booking.bookings
                   WHERE resource_id = p_resource AND status IN ('held', 'pending', 'confirmed')
                     AND (expires_at IS NULL OR expires_at > booking.clock())

@@ -709,3 +709,108 @@ async fn closures_refuse_or_cancel_what_lies_inside_and_overrides_change_a_date(
         403
     );
 }
+
+/// The security review of the flows, kept closed.
+#[tokio::test]
+async fn the_flow_reviews_findings_stay_closed() {
+    use crate::helpers::door;
+    let app = TestApp::spawn_with(&[("BOOKING_EXPIRY_SWEEP_SECONDS", "0")]).await;
+    let staff = app.user("+14155550270").await;
+    let a = app.user("+14155550271").await;
+    let b = app.user("+14155550272").await;
+    let room = app.room().await;
+    let approval = app
+        .resource(json!({"owner_id": staff.id, "requires_approval": true}))
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let mut c = app.login_conn().await;
+    // 1: a SERIALIZABLE (or REPEATABLE READ) snapshot cannot write bookings
+    for level in ["SERIALIZABLE", "REPEATABLE READ"] {
+        sqlx::raw_sql(&format!("BEGIN ISOLATION LEVEL {level}"))
+            .execute(&mut c)
+            .await
+            .expect("begin");
+        sqlx::query(
+            "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true), \
+                    set_config('request.jwt.claim.sub', $2, true)",
+        )
+        .bind(json!({"sub": a.id, "role": "authenticated"}).to_string())
+        .bind(a.id.to_string())
+        .execute(&mut c)
+        .await
+        .expect("claims");
+        let e = sqlx::query(&format!(
+            "SELECT booking.create_booking('{room}', '{}', '{}')",
+            at(2, 10, 0),
+            at(2, 11, 0)
+        ))
+        .execute(&mut c)
+        .await
+        .expect_err(level);
+        assert!(e.to_string().contains("READ COMMITTED"), "{level}: {e}");
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut c)
+            .await
+            .expect("rollback");
+    }
+    // 5: an approved booking moved by its user would skip approval
+    let p = json_of(app.book(&a, &approval, &at(3, 10, 0), &at(3, 11, 0)).await).await;
+    let r = post(
+        &app,
+        &staff.token,
+        &format!("{}/approve", path_of(&p)),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let moved = app
+        .patch(
+            &a.token,
+            &path_of(&p),
+            json!({"start": at(3, 12, 0), "end": at(3, 13, 0)}),
+        )
+        .await;
+    assert_problem(moved, 409, "not_allowed").await;
+    // 6: an expiry retired by someone else names no actor
+    let h = json_of(hold(&app, &b, &room, &at(2, 14, 0), &at(2, 15, 0), 30).await).await;
+    app.set_clock(Utc::now() + Duration::seconds(31)).await;
+    assert_eq!(
+        app.book(&a, &room, &at(2, 14, 0), &at(2, 15, 0))
+            .await
+            .status(),
+        201
+    );
+    let mut admin = app.admin_conn().await;
+    let actor: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT actor_id FROM booking.booking_events WHERE booking_id = $1::uuid AND action = 'expired'",
+    )
+    .bind(h["id"].as_str())
+    .fetch_one(&mut admin)
+    .await
+    .expect("expired event");
+    assert_eq!(actor, None, "not the user whose write retired it");
+    sqlx::Connection::close(admin).await.expect("close");
+    // 7: users do not read closures (their reasons are staff's)
+    let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
+    let e = sqlx::query("SELECT count(*) FROM booking.closures")
+        .execute(&mut *tx)
+        .await
+        .expect_err("closures");
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    tx.rollback().await.expect("rollback");
+    // 9: the series text is an RRULE through the direct door too
+    let mut tx = door(&mut c, "authenticated", Some(a.id)).await;
+    let outcome: (String, Option<String>) = sqlx::query_as(&format!(
+        "SELECT outcome, field FROM booking.create_series('{room}', '{}', '{}', 'DAILY', 1, NULL, 2, NULL, '<script>', NULL)",
+        at(5, 9, 0),
+        at(5, 10, 0)
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .expect("series");
+    assert_eq!(outcome, ("invalid".to_string(), Some("rrule".to_string())));
+    tx.rollback().await.expect("rollback");
+    sqlx::Connection::close(c).await.expect("close");
+}

@@ -266,7 +266,12 @@ export interface paths {
         get: operations["webhooks_get"];
         put?: never;
         post?: never;
-        /** Delete an endpoint, its undelivered messages and its log. */
+        /**
+         * Delete an endpoint, its undelivered messages and its log. In steps: it is
+         *     turned off first (nothing new is written for it, nothing delivered), then
+         *     its messages go in batches, then the endpoint — so neither a large backlog
+         *     nor booking writes in flight make one long transaction.
+         */
         delete: operations["webhooks_delete"];
         options?: never;
         head?: never;

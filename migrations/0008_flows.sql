@@ -249,7 +249,9 @@ CREATE FUNCTION booking.hold_data(b booking.bookings) RETURNS jsonb
       'start', lower(b.period), 'end', upper(b.period), 'expires_at', b.expires_at)
   $$;
 
--- The outbox trigger (0007's), with holds and approval.
+-- The outbox trigger (0007's), with holds and approval, and lean: one clock
+-- read, and the change's message and the booking's reminders written by one
+-- INSERT (a create with endpoints costs the probe, the clock and that insert).
 CREATE OR REPLACE FUNCTION booking.bookings_outbox() RETURNS trigger
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
@@ -257,67 +259,68 @@ CREATE OR REPLACE FUNCTION booking.bookings_outbox() RETURNS trigger
 DECLARE
   ev text;
   d jsonb;
+  dd jsonb;
   at timestamptz;
+  reminders boolean;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM booking.webhook_endpoints) THEN
     RETURN NULL;  -- nobody listens: the common case costs one probe
   END IF;
+  at := booking.clock();
   d := booking.booking_data(NEW);
   IF TG_OP = 'INSERT' THEN
     IF NEW.status = 'held' THEN
-      PERFORM booking.enqueue_message('hold.created', NEW.resource_id, NEW.id, booking.hold_data(NEW));
+      ev := 'hold.created';
+      dd := booking.hold_data(NEW);
     ELSE
-      PERFORM booking.enqueue_message(
-        CASE WHEN NEW.status = 'pending' THEN 'booking.pending' ELSE 'booking.created' END,
-        NEW.resource_id, NEW.id, d);
+      ev := CASE WHEN NEW.status = 'pending' THEN 'booking.pending' ELSE 'booking.created' END;
+      dd := d;
     END IF;
   ELSIF OLD.status = 'held' THEN
     IF NEW.status IN ('confirmed', 'pending') THEN
       PERFORM booking.enqueue_message('hold.confirmed', NEW.resource_id, NEW.id,
         booking.hold_data(OLD) || jsonb_build_object('booking_id', NEW.id));
-      PERFORM booking.enqueue_message(
-        CASE WHEN NEW.status = 'pending' THEN 'booking.pending' ELSE 'booking.created' END,
-        NEW.resource_id, NEW.id, d);
+      ev := CASE WHEN NEW.status = 'pending' THEN 'booking.pending' ELSE 'booking.created' END;
+      dd := d;
     ELSIF NEW.status = 'expired' THEN
-      PERFORM booking.enqueue_message('hold.expired', NEW.resource_id, NEW.id, booking.hold_data(OLD));
+      ev := 'hold.expired';
+      dd := booking.hold_data(OLD);
     END IF;
   ELSE
-    IF NEW.status <> OLD.status THEN
-      ev := CASE
-        WHEN OLD.status = 'pending' AND NEW.status = 'confirmed' THEN 'booking.approved'
-        ELSE 'booking.' || NEW.status
-      END;
-    ELSIF NEW.period <> OLD.period THEN
-      ev := 'booking.rescheduled';
-    END IF;
-    IF ev IS NOT NULL THEN
-      PERFORM booking.enqueue_message(ev, NEW.resource_id, NEW.id,
-        d || jsonb_build_object('previous', jsonb_build_object(
-               'start', lower(OLD.period), 'end', upper(OLD.period), 'status', OLD.status)));
-    END IF;
-    -- reminders follow the booking's time and status (a note-only change
-    -- leaves them); one being delivered right now is left to finish
+    -- a change of the note only: no event, and the reminders stay
     IF NEW.period = OLD.period AND NEW.status = OLD.status THEN
       RETURN NULL;
     END IF;
+    ev := CASE
+      WHEN NEW.status = OLD.status THEN 'booking.rescheduled'
+      WHEN OLD.status = 'pending' AND NEW.status = 'confirmed' THEN 'booking.approved'
+      ELSE 'booking.' || NEW.status
+    END;
+    dd := d || jsonb_build_object('previous', jsonb_build_object(
+            'start', lower(OLD.period), 'end', upper(OLD.period), 'status', OLD.status));
+    -- reminders follow the booking's time and status; one being delivered
+    -- right now is left to finish
     DELETE FROM booking.webhook_messages
      WHERE subject_id = NEW.id AND state = 'pending' AND event = 'booking.reminder'
-       AND (leased_until IS NULL OR leased_until < booking.clock());
+       AND (leased_until IS NULL OR leased_until < at);
   END IF;
-  IF NEW.status = 'confirmed' THEN
-    at := booking.clock();
-    INSERT INTO booking.webhook_messages (endpoint_id, event, subject_id, data, created_at, due_at)
-    SELECT e.id, 'booking.reminder', NEW.id, d, at, lower(NEW.period) - make_interval(mins => m)
-      FROM booking.resources r
-      CROSS JOIN LATERAL unnest(r.reminders_minutes) AS m
-      JOIN booking.webhook_endpoints e
-        ON e.active
-       AND (e.events IS NULL OR 'booking.reminder' = ANY (e.events))
-       AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
-     WHERE r.id = NEW.resource_id
-       AND lower(NEW.period) - make_interval(mins => m) > at
-       ;
-  END IF;
+  reminders := NEW.status = 'confirmed';
+  INSERT INTO booking.webhook_messages (endpoint_id, event, subject_id, data, created_at, due_at)
+  SELECT e.id, ev, NEW.id, dd, at, at
+    FROM booking.webhook_endpoints e
+   WHERE ev IS NOT NULL AND e.active
+     AND (e.events IS NULL OR ev = ANY (e.events))
+     AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
+  UNION ALL
+  SELECT e.id, 'booking.reminder', NEW.id, d, at, lower(NEW.period) - make_interval(mins => m)
+    FROM booking.resources r
+    CROSS JOIN LATERAL unnest(r.reminders_minutes) AS m
+    JOIN booking.webhook_endpoints e
+      ON e.active
+     AND (e.events IS NULL OR 'booking.reminder' = ANY (e.events))
+     AND (e.resource_id IS NULL OR e.resource_id = NEW.resource_id)
+   WHERE reminders AND r.id = NEW.resource_id
+     AND lower(NEW.period) - make_interval(mins => m) > at;
   RETURN NULL;
 END
 $$;

@@ -35,6 +35,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// With nothing due, the worker looks again after this (or when woken).
 pub const IDLE_POLL: Duration = Duration::from_millis(500);
+/// After a wake-up the worker waits this long, so that the wake-ups of a
+/// burst of changes make one claim.
+pub const COALESCE: Duration = Duration::from_millis(25);
 
 /// The delay before retry `n` (1-based: after the n-th failed attempt), or
 /// None when the n-th failure is the last.
@@ -233,6 +236,10 @@ impl Worker {
                     _ = tokio::time::sleep(IDLE_POLL) => {}
                     _ = stop.changed() => {}
                 }
+                // coalesce wake-ups: under a burst of bookings every request
+                // wakes the worker, and a claim per booking would cost the
+                // database more than the messages do
+                tokio::time::sleep(COALESCE).await;
                 continue;
             }
             for m in batch {

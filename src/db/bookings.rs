@@ -235,6 +235,71 @@ pub async fn create(
     outcome(q, conn).await
 }
 
+/// The one-statement create: $1-$4 as `create_booking`, $5 the role, $6 the
+/// claims (JSON), $7 the caller's id.
+pub const CREATE_ONE_TRIP: &str = "SELECT (x.w).* FROM ( \
+       SELECT booking.create_booking($1, $2, $3, $4) AS w \
+         FROM (SELECT set_config('role', $5, true), set_config('request.jwt.claims', $6, true), \
+                      set_config('request.jwt.claim.sub', $7, true), \
+                      set_config('request.jwt.claim.role', $5, true)) AS scope \
+       OFFSET 0) AS x";
+
+/// [`create`] in one round trip: the caller's role and claims and the
+/// create in one statement, which is its own (implicit) transaction — the
+/// role and claims are set `local` to it, exactly as [`crate::db::Db::begin`]
+/// sets them, and are gone when it ends. The subquery that sets them is
+/// evaluated before the outer call (OFFSET 0 keeps it a separate step, and
+/// keeps `(x.w).*` from calling the function once per column).
+///
+/// Every row is read through to the end of the statement (ReadyForQuery):
+/// the commit happens after the row was sent, so an answer is only an answer
+/// once the whole exchange completed. A failure the server reported (an
+/// ErrorResponse: nothing committed) is an ordinary database error; a
+/// connection that broke mid-way does not say whether it committed: a 503
+/// that must not be retried here.
+pub async fn create_one_trip(
+    db: &crate::db::Db,
+    who: &crate::identity::Identity,
+    resource_id: ResourceId,
+    period: TimeRange,
+    note: Option<&str>,
+) -> Result<Outcome, crate::error::ApiError> {
+    let rows: Result<Vec<WriteRow>, sqlx::Error> = sqlx::query_as(CREATE_ONE_TRIP)
+        .bind(resource_id)
+        .bind(period.start())
+        .bind(period.end())
+        .bind(note)
+        .bind(who.db_role())
+        .bind(who.claims_json())
+        .bind(who.user_id.to_string())
+        .fetch_all(db.pool())
+        .await;
+    match rows {
+        Ok(mut rows) if rows.len() == 1 => Ok(rows.remove(0).try_into()?),
+        Ok(rows) => Err(sqlx::Error::Protocol(format!(
+            "create_booking returned {} rows",
+            rows.len()
+        ))
+        .into()),
+        Err(sqlx::Error::Database(d)) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            if code.starts_with("08") || code.starts_with("57") {
+                tracing::warn!(sqlstate = %code, "the connection failed during a one-statement create: outcome unknown");
+                metrics::counter!("booking_db_commit_unknown_total").increment(1);
+                return Err(crate::error::ApiError::Unavailable { retry_after: 1 });
+            }
+            Err(sqlx::Error::Database(d).into())
+        }
+        // not sent at all: safe to map (and retry) as usual
+        Err(e @ (sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the connection failed during a one-statement create: outcome unknown");
+            metrics::counter!("booking_db_commit_unknown_total").increment(1);
+            Err(crate::error::ApiError::Unavailable { retry_after: 1 })
+        }
+    }
+}
+
 pub async fn reschedule(
     conn: &mut PgConnection,
     id: BookingId,

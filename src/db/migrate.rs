@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "calendars",
         sql: include_str!("../../migrations/0009_calendars.sql"),
     },
+    Migration {
+        version: 10,
+        name: "fast",
+        sql: include_str!("../../migrations/0010_fast.sql"),
+    },
 ];
 
 /// The version the code expects the database to be at.
@@ -161,7 +166,8 @@ pub async fn apply_settings(
 
 /// Create (or update the password of) the non-privileged login role the
 /// server serves through: LOGIN, NOINHERIT (no privileges until it switches to
-/// a request role), no SUPERUSER, no BYPASSRLS, owns nothing.
+/// a request role), no SUPERUSER, no BYPASSRLS, owns nothing. It may call
+/// `booking.create_booking` itself: the one-round-trip create (migration 0010).
 pub async fn ensure_login_role(
     conn: &mut PgConnection,
     name: &str,
@@ -178,7 +184,9 @@ pub async fn ensure_login_role(
              CREATE ROLE {name} LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE; \
            END IF; END $$; \
          ALTER ROLE {name} WITH LOGIN NOINHERIT NOSUPERUSER NOBYPASSRLS PASSWORD '{password}'; \
-         GRANT anon, authenticated, service_role TO {name};"
+         GRANT anon, authenticated, service_role TO {name}; \
+         GRANT USAGE ON SCHEMA booking TO {name}; \
+         GRANT EXECUTE ON FUNCTION booking.create_booking(uuid, timestamptz, timestamptz, text) TO {name};"
     );
     sqlx::raw_sql(&sql).execute(&mut *conn).await?;
     Ok(())

@@ -27,6 +27,9 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    /// Whether the login may call `booking.create_booking` itself (0 = not
+    /// known yet, 1 = yes, 2 = no): see [`Db::one_trip_create`].
+    one_trip: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 pub const STATEMENT_TIMEOUT: &str = "5s";
@@ -55,7 +58,39 @@ impl Db {
             .acquire_timeout(Duration::from_secs(3))
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(opts);
-        Db { pool }
+        Db {
+            pool,
+            one_trip: Default::default(),
+        }
+    }
+
+    /// Whether a create can be one statement — role, claims and
+    /// `create_booking` together, one round trip, its own implicit
+    /// transaction — instead of BEGIN, set_config, create, COMMIT. It can when
+    /// the login itself may execute `create_booking` (EXECUTE is checked as
+    /// the statement starts, before it switches the role): migration 0010
+    /// and `ensure_login_role` grant that to the logins they know. Asked once.
+    pub async fn one_trip_create(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.one_trip.load(Relaxed) {
+            1 => return true,
+            2 => return false,
+            _ => {}
+        }
+        let known: Result<bool, sqlx::Error> = sqlx::query_scalar(
+            "SELECT has_schema_privilege('booking', 'USAGE') \
+                AND has_function_privilege('booking.create_booking(uuid, timestamptz, timestamptz, text)', 'EXECUTE')",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        match known {
+            Ok(yes) => {
+                self.one_trip.store(if yes { 1 } else { 2 }, Relaxed);
+                yes
+            }
+            // not known (the database is away): the ordinary path this time
+            Err(_) => false,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -168,6 +168,25 @@ pub async fn create(
         serde_json::to_value(&body).ok().as_ref(),
     );
     let (resource_id, note) = (body.resource_id, body.note);
+    if key.is_none() && st.db.one_trip_create().await {
+        let result = crate::db::retry::with_retry(|| {
+            bookings::create_one_trip(
+                &st.db,
+                &who,
+                ResourceId(resource_id),
+                period,
+                note.as_deref(),
+            )
+        })
+        .await
+        .and_then(|out| {
+            let settled = settle(out);
+            metrics::counter!("booking_attempts_total", "outcome" => outcome_label(&settled))
+                .increment(1);
+            Ok(booking_response(StatusCode::CREATED, &settled?))
+        });
+        return finish_create(&st, result);
+    }
     let result = idempotency::run(&st, &who, key.as_deref(), &fp, move |conn| {
         let note = note.clone();
         Box::pin(async move {
@@ -180,6 +199,10 @@ pub async fn create(
         })
     })
     .await;
+    finish_create(&st, result)
+}
+
+fn finish_create(st: &AppState, result: ApiResult<Response>) -> ApiResult<Response> {
     match &result {
         Ok(_) => st.wake.now(),
         Err(e) if e.status().is_server_error() => {

@@ -268,9 +268,19 @@ async fn drive(
     let elapsed = started.elapsed();
     run.progress.finish_and_clear();
 
-    let mut conn = PgConnection::connect_with(&backend.owner)
-        .await
-        .context("connect for the invariant check")?;
+    // the database may be restarting right now (a fault run): wait for it
+    let mut attempts = 0;
+    let mut conn = loop {
+        match PgConnection::connect_with(&backend.owner).await {
+            Ok(c) => break c,
+            Err(e) if attempts < 120 => {
+                attempts += 1;
+                tracing::debug!(error = %e, "invariant check: the database is not reachable yet");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("connect for the invariant check"),
+        }
+    };
     let observed = std::mem::take(&mut *run.observed.lock().unwrap_or_else(|p| p.into_inner()));
     let violations = check::verify(&mut conn, &resources, &observed.acks).await?;
     conn.close().await?;

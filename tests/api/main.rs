@@ -12,6 +12,7 @@ mod cluster;
 mod docs_page;
 mod dst;
 mod external;
+mod fast;
 mod faults;
 mod flood;
 mod flows;

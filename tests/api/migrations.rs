@@ -176,6 +176,13 @@ async fn a_database_of_the_first_release_upgrades_in_place_with_its_data() {
         .await
         .expect("events");
     assert_eq!(events, 3, "history kept, nothing added by the upgrade");
+    // the cap's counter (0010) starts from the exact number of active rows
+    let live: i32 = sqlx::query_scalar("SELECT live FROM booking.active_counts WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&mut conn)
+        .await
+        .expect("counter");
+    assert_eq!(live, 2, "both old bookings are active");
     // the new functions work on the old data, and a note change keeps the buffer
     let mut tx = conn.begin().await.expect("begin");
     sqlx::query("SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)")

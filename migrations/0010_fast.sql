@@ -115,9 +115,9 @@ $$;
 -- ---------------------------------------------------------------------------
 -- `live`: an upper bound of the user's active rows (held, pending or
 -- confirmed, not yet ended, not expired). The trigger adds 1 when a row
--- becomes active and takes 1 away when an active row stops being live; a row
--- that ends by time or expires is never written at that moment, so it stays
--- counted until the next exact count. Nobody but the owner reads or writes
+-- becomes active; rows that are cancelled, end or expire stay counted until
+-- the next exact count (under the counter row's lock), which a write makes
+-- when the counter says the cap is reached. Nobody but the owner reads or writes
 -- it (no grants, RLS forced, the owner's policy only); a table of its own so
 -- that no role's UPDATE on `users` reaches it.
 CREATE TABLE booking.active_counts (
@@ -216,7 +216,6 @@ DECLARE
   cap int;
   was_active boolean := false;
   is_active boolean;
-  delta int;
   n int;
 BEGIN
   SELECT clock_timestamp() + s.clock_offset, s.max_active_bookings INTO at, cap FROM booking.settings s;
@@ -249,16 +248,18 @@ BEGIN
     RAISE EXCEPTION 'start is in the past'
       USING ERRCODE = 'check_violation', CONSTRAINT = 'bookings_start_not_past';
   END IF;
-  -- the counter: +1 when a row becomes active, -1 when an active row stops
-  -- being live (see active_counts)
+  -- the counter: +1 when a row becomes active. Never -1: a decrement decided
+  -- before waiting for the counter row's lock could subtract a row that an
+  -- exact count made meanwhile (under that lock) had already left out, and
+  -- it would make one user's cancel (by staff, say) hold another's lock.
+  -- Only an exact count under the lock brings the counter down.
   is_active := NEW.status IN ('held', 'pending', 'confirmed') AND upper(NEW.period) > at
                AND (NEW.expires_at IS NULL OR NEW.expires_at > at);
-  delta := is_active::int - was_active::int;
-  IF delta <> 0 THEN
-    INSERT INTO booking.active_counts AS c (user_id, live) VALUES (NEW.user_id, greatest(delta, 0))
-    ON CONFLICT (user_id) DO UPDATE SET live = greatest(c.live + delta, 0)
+  IF is_active AND NOT was_active THEN
+    INSERT INTO booking.active_counts AS c (user_id, live) VALUES (NEW.user_id, 1)
+    ON CONFLICT (user_id) DO UPDATE SET live = c.live + 1
     RETURNING c.live INTO n;
-    IF delta > 0 AND n > cap THEN
+    IF n > cap THEN
       -- over by the counter: count exactly (the row lock is ours now)
       n := booking.active_exact(NEW.user_id, at);
       UPDATE booking.active_counts SET live = n WHERE user_id = NEW.user_id AND live <> n;
@@ -276,8 +277,11 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------
--- Create (0008's), lean: one read of the settings, the cap from the counter,
--- the clock read once after the locks.
+-- Create (0008's), lean: one read of the settings and of the caller's
+-- counter (the cap's fast path), the clock read once after the locks, and
+-- the common case — a free first seat on a resource without approval —
+-- inserted here; everything else (other seats, expired rows in the way,
+-- pending) through place() as before.
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION booking.create_booking(p_resource uuid, p_start timestamptz, p_end timestamptz,
                                                   p_note text DEFAULT NULL)
@@ -290,8 +294,16 @@ DECLARE
   uid uuid := auth.uid();
   at timestamptz;
   problem jsonb;
+  cap int;
+  off interval;
+  live int;
+  p tstzrange;
+  b booking.bookings;
 BEGIN
-  IF uid IS NULL OR current_setting('role', true) = 'service_role' THEN
+  -- as a signed-in user, switched to `authenticated` (the login that may
+  -- call this itself, for the one-statement create, must switch too: the
+  -- checks keyed on the role, like the trigger's past-start check, apply)
+  IF uid IS NULL OR coalesce(current_setting('role', true), 'none') <> 'authenticated' THEN
     RETURN booking.refused('unauthenticated');
   END IF;
   IF p_resource IS NULL OR p_start IS NULL OR p_end IS NULL THEN
@@ -310,22 +322,40 @@ BEGIN
   END IF;
   IF p_note IS NOT NULL THEN
     problem := booking.note_problem(p_note);
+    IF problem IS NOT NULL THEN
+      RETURN booking.refused('invalid', problem);
+    END IF;
   END IF;
-  IF problem IS NULL THEN
+  -- the cap: the counter says "fits" (the common case), else cap_problem
+  -- decides (a first booking, or an exact count under the lock)
+  SELECT s.max_active_bookings, s.clock_offset INTO cap, off FROM booking.settings s;
+  SELECT c.live INTO live FROM booking.active_counts c WHERE c.user_id = uid;
+  IF live IS NULL OR live + 1 > coalesce(cap, 100) THEN
     problem := booking.cap_problem(uid, 1);
+    IF problem IS NOT NULL THEN
+      RETURN booking.refused('invalid', problem);
+    END IF;
   END IF;
-  IF problem IS NULL THEN
-    at := booking.clock();
-    problem := booking.slot_problem(r, p_start, p_end, at);
-  END IF;
+  at := clock_timestamp() + coalesce(off, interval '0');
+  problem := booking.slot_problem(r, p_start, p_end, at);
   IF problem IS NOT NULL THEN
     RETURN booking.refused('invalid', problem);
   END IF;
+  p := tstzrange(p_start, p_end, '[)');
   IF r.requires_approval THEN
-    RETURN booking.place(r, uid, tstzrange(p_start, p_end, '[)'), p_note, 'pending',
+    RETURN booking.place(r, uid, p, p_note, 'pending',
                          at + make_interval(mins => r.approval_timeout_minutes), NULL, at);
   END IF;
-  RETURN booking.place(r, uid, tstzrange(p_start, p_end, '[)'), p_note, 'confirmed', NULL, NULL, at);
+  INSERT INTO booking.bookings (resource_id, user_id, period, blocked, seat, note, status)
+  VALUES (r.id, uid, p, p, 1, p_note, 'confirmed')
+  ON CONFLICT DO NOTHING
+  RETURNING * INTO b;
+  IF FOUND THEN
+    RETURN ROW('created', NULL, NULL, b.id, b.resource_id, b.user_id, lower(b.period), upper(b.period),
+               b.status, b.note, b.version, b.created_at, b.updated_at, b.cancelled_at, b.expires_at,
+               b.series_id)::booking.write_result;
+  END IF;
+  RETURN booking.place(r, uid, p, p_note, 'confirmed', NULL, NULL, at);
 END
 $$;
 
@@ -337,9 +367,10 @@ CREATE FUNCTION booking.recount_active() RETURNS trigger
   SET search_path = pg_catalog, pg_temp
   AS $$
 DECLARE
-  at timestamptz := booking.clock();
+  at timestamptz;
 BEGIN
   LOCK TABLE booking.active_counts IN EXCLUSIVE MODE;
+  at := booking.clock();  -- after the lock, which may have been waited for
   DELETE FROM booking.active_counts;
   INSERT INTO booking.active_counts (user_id, live)
   SELECT user_id, count(*)
@@ -450,11 +481,39 @@ $$;
 CREATE TRIGGER bookings_never_deleted BEFORE DELETE ON booking.bookings
   FOR EACH STATEMENT EXECUTE FUNCTION booking.bookings_never_deleted();
 
+-- nor emptied at once, and neither are the tables they refer to
+CREATE FUNCTION booking.never_truncated() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  RAISE EXCEPTION '% is never truncated', TG_TABLE_NAME
+    USING ERRCODE = 'foreign_key_violation',
+          CONSTRAINT = CASE TG_TABLE_NAME WHEN 'users' THEN 'bookings_user_id_fkey'
+                                          WHEN 'resources' THEN 'bookings_resource_id_fkey'
+                                          ELSE 'booking_events_booking_id_fkey' END;
+END
+$$;
+CREATE TRIGGER bookings_never_truncated BEFORE TRUNCATE ON booking.bookings
+  FOR EACH STATEMENT EXECUTE FUNCTION booking.never_truncated();
+CREATE TRIGGER users_never_truncated BEFORE TRUNCATE ON booking.users
+  FOR EACH STATEMENT EXECUTE FUNCTION booking.never_truncated();
+CREATE TRIGGER resources_never_truncated BEFORE TRUNCATE ON booking.resources
+  FOR EACH STATEMENT EXECUTE FUNCTION booking.never_truncated();
+
 CREATE FUNCTION booking.referenced_by_bookings() RETURNS trigger
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
   AS $$
 BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF NEW.id IS DISTINCT FROM OLD.id THEN
+      RAISE EXCEPTION 'an id never changes'
+        USING ERRCODE = 'foreign_key_violation',
+              CONSTRAINT = CASE WHEN TG_TABLE_NAME = 'users' THEN 'bookings_user_id_fkey' ELSE 'bookings_resource_id_fkey' END;
+    END IF;
+    RETURN NEW;
+  END IF;
   -- every transaction writing bookings finishes first, none starts until we do
   LOCK TABLE booking.bookings IN SHARE MODE;
   IF TG_TABLE_NAME = 'users' AND EXISTS (SELECT 1 FROM booking.bookings WHERE user_id = OLD.id) THEN
@@ -478,7 +537,8 @@ CREATE TRIGGER resources_referenced BEFORE DELETE OR UPDATE OF id ON booking.res
 -- slot_problem, the seats and the caller's own rows — computed as
 --   * the resource's busy periods: one range scan, folded into one
 --     multirange per seat (is a seat free for [s, e + buffer)? one
---     logarithmic test);
+--     logarithmic test) when the resource has at most 8 seats, else swept in
+--     start order as 0008 did (a candidate looks only at what can overlap it);
 --   * the caller's own live periods and the closures: a multirange each;
 --   * the opening hours: once per local date of the window, through the
 --     same conversion slot_problem uses (local_instant), not per candidate;
@@ -502,6 +562,18 @@ DECLARE
   seats tstzmultirange[];
   lo timestamptz;
   hi timestamptz;
+  starts timestamptz[];
+  cs timestamptz;
+  ce timestamptz;
+  bl timestamptz[];
+  bu timestamptz[];
+  bs int[];
+  lmax interval;
+  n int;
+  j int := 1;
+  k int := 1;
+  i int;
+  used int[];
 BEGIN
   IF p_from IS NULL OR p_to IS NULL OR p_minutes IS NULL OR p_to <= p_from
      OR p_to - p_from > interval '31 days' OR p_minutes NOT BETWEEN 1 AND 525600 THEN
@@ -536,54 +608,103 @@ BEGIN
    WHERE uid IS NOT NULL AND b.user_id = uid AND b.status IN ('held', 'pending', 'confirmed')
      AND (b.expires_at IS NULL OR b.expires_at > p_at)
      AND b.period && tstzrange(lo, hi + dur, '[]');
-  SELECT array_agg(x.busy) INTO seats
-    FROM (SELECT range_agg(b.blocked) AS busy
-            FROM booking.bookings b
-           WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
-             AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
-             AND b.blocked && tstzrange(lo, hi + dur + buf, '[]')
-           GROUP BY b.seat) x;
-  seats := coalesce(seats, '{}');
-  RETURN QUERY
-  WITH days AS MATERIALIZED (
-    -- each local date a candidate can start on, with its hours: NULL = open
-    -- all day, [] = closed (slot_problem's precedence: override, week, open)
-    SELECT d::date AS day,
-           CASE
-             WHEN r.date_overrides IS NOT NULL AND r.date_overrides ? to_char(d, 'YYYY-MM-DD')
-               THEN r.date_overrides -> to_char(d, 'YYYY-MM-DD')
-             WHEN r.opening_hours IS NOT NULL AND jsonb_typeof(r.opening_hours) = 'object'
-               THEN coalesce(r.opening_hours -> (ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])[extract(dow FROM d)::int + 1],
-                             '[]'::jsonb)
-           END AS hours
-      FROM generate_series((lo AT TIME ZONE r.timezone)::date::timestamp,
-                           (hi AT TIME ZONE r.timezone)::date::timestamp, interval '1 day') d
-  ), open AS MATERIALIZED (
-    SELECT dy.day, dy.hours IS NULL AS all_day,
-           CASE WHEN iv IS NOT NULL THEN booking.local_instant(dy.day + (iv ->> 0)::time, r.timezone, true) END AS o,
-           CASE WHEN iv IS NOT NULL THEN booking.local_instant(
-             CASE WHEN iv ->> 1 = '24:00' THEN (dy.day + 1)::timestamp ELSE dy.day + (iv ->> 1)::time END,
-             r.timezone, false) END AS c
-      FROM days dy
-      LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(dy.hours) = 'array' THEN dy.hours END) AS iv ON true
-  ), cand AS (
-    SELECT t AS s, t + dur AS e, t AT TIME ZONE r.timezone AS ls, (t + dur) AT TIME ZONE r.timezone AS le
-      FROM generate_series(lo, hi, make_interval(mins => step)) t
-  ), judged AS (
-    SELECT cd.s, cd.e,
-           r.capacity - (SELECT count(*) FROM unnest(seats) AS busy
-                          WHERE busy && tstzrange(cd.s, cd.e + buf, '[)'))::int AS left_
-      FROM cand cd
-     WHERE extract(second FROM cd.ls) = 0
-       AND (extract(hour FROM cd.ls) * 60 + extract(minute FROM cd.ls))::int % r.slot_minutes = 0
-       AND extract(second FROM cd.le) = 0
-       AND (extract(hour FROM cd.le) * 60 + extract(minute FROM cd.le))::int % r.slot_minutes = 0
-       AND NOT (closed && tstzrange(cd.s, cd.e, '[)'))
-       AND NOT (mine && tstzrange(cd.s, cd.e, '[)'))
-       AND EXISTS (SELECT 1 FROM open op
-                    WHERE op.day = cd.ls::date AND (op.all_day OR (cd.s >= op.o AND cd.e <= op.c)))
-  )
-  SELECT j.s, j.e, j.left_ FROM judged j WHERE j.left_ > 0 ORDER BY j.s;
+  -- the candidates every rule allows, in order
+  SELECT array_agg(ok.s ORDER BY ok.s) INTO starts
+    FROM (
+      WITH days AS MATERIALIZED (
+        -- each local date a candidate can start on, with its hours: NULL =
+        -- open all day, [] = closed (slot_problem's precedence: override,
+        -- week, open)
+        SELECT d::date AS day,
+               CASE
+                 WHEN r.date_overrides IS NOT NULL AND r.date_overrides ? to_char(d, 'YYYY-MM-DD')
+                   THEN r.date_overrides -> to_char(d, 'YYYY-MM-DD')
+                 WHEN r.opening_hours IS NOT NULL AND jsonb_typeof(r.opening_hours) = 'object'
+                   THEN coalesce(r.opening_hours -> (ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])[extract(dow FROM d)::int + 1],
+                                 '[]'::jsonb)
+               END AS hours
+          FROM generate_series((lo AT TIME ZONE r.timezone)::date::timestamp,
+                               (hi AT TIME ZONE r.timezone)::date::timestamp, interval '1 day') d
+      ), open AS MATERIALIZED (
+        SELECT dy.day, dy.hours IS NULL AS all_day,
+               CASE WHEN iv IS NOT NULL THEN booking.local_instant(dy.day + (iv ->> 0)::time, r.timezone, true) END AS o,
+               CASE WHEN iv IS NOT NULL THEN booking.local_instant(
+                 CASE WHEN iv ->> 1 = '24:00' THEN (dy.day + 1)::timestamp ELSE dy.day + (iv ->> 1)::time END,
+                 r.timezone, false) END AS c
+          FROM days dy
+          LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(dy.hours) = 'array' THEN dy.hours END) AS iv ON true
+      ), cand AS (
+        SELECT t AS s, t + dur AS e, t AT TIME ZONE r.timezone AS ls, (t + dur) AT TIME ZONE r.timezone AS le
+          FROM generate_series(lo, hi, make_interval(mins => step)) t
+      )
+      SELECT cd.s
+        FROM cand cd
+       WHERE extract(second FROM cd.ls) = 0
+         AND (extract(hour FROM cd.ls) * 60 + extract(minute FROM cd.ls))::int % r.slot_minutes = 0
+         AND extract(second FROM cd.le) = 0
+         AND (extract(hour FROM cd.le) * 60 + extract(minute FROM cd.le))::int % r.slot_minutes = 0
+         AND NOT (closed && tstzrange(cd.s, cd.e, '[)'))
+         AND NOT (mine && tstzrange(cd.s, cd.e, '[)'))
+         AND EXISTS (SELECT 1 FROM open op
+                      WHERE op.day = cd.ls::date AND (op.all_day OR (cd.s >= op.o AND cd.e <= op.c)))
+    ) ok;
+  IF starts IS NULL THEN
+    RETURN;
+  END IF;
+  IF r.capacity <= 8 THEN
+    -- few seats: one multirange of busy periods per seat, one logarithmic
+    -- overlap test per seat and candidate
+    SELECT array_agg(x.busy) INTO seats
+      FROM (SELECT range_agg(b.blocked) AS busy
+              FROM booking.bookings b
+             WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
+               AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
+               AND b.blocked && tstzrange(lo, hi + dur + buf, '[]')
+             GROUP BY b.seat) x;
+    seats := coalesce(seats, '{}');
+    RETURN QUERY
+      SELECT j.s, j.s + dur, j.left_
+        FROM (SELECT t AS s,
+                     r.capacity - (SELECT count(*) FROM unnest(seats) AS busy
+                                    WHERE busy && tstzrange(t, t + dur + buf, '[)'))::int AS left_
+                FROM unnest(starts) AS t) j
+       WHERE j.left_ > 0
+       ORDER BY j.s;
+    RETURN;
+  END IF;
+  -- many seats: 0008's sweep over the busy periods in start order, each
+  -- candidate looking only at the periods that can overlap it
+  SELECT array_agg(lower(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(upper(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(b.seat ORDER BY lower(b.blocked)),
+         max(upper(b.blocked) - lower(b.blocked))
+    INTO bl, bu, bs, lmax
+    FROM booking.bookings b
+   WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
+     AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
+     AND b.blocked && tstzrange(lo, hi + dur + buf, '[]');
+  n := coalesce(array_length(bl, 1), 0);
+  FOREACH cs IN ARRAY starts LOOP
+    ce := cs + dur;
+    WHILE j <= n AND bl[j] < ce + buf LOOP
+      j := j + 1;
+    END LOOP;
+    WHILE k < j AND bl[k] + lmax <= cs LOOP
+      k := k + 1;
+    END LOOP;
+    used := '{}';
+    FOR i IN k .. j - 1 LOOP
+      IF bu[i] > cs AND NOT (bs[i] = ANY (used)) THEN
+        used := used || bs[i];
+      END IF;
+    END LOOP;
+    IF r.capacity - cardinality(used) > 0 THEN
+      slot_start := cs;
+      slot_end := ce;
+      remaining := r.capacity - cardinality(used);
+      RETURN NEXT;
+    END IF;
+  END LOOP;
 END
 $$;
 

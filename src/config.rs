@@ -90,6 +90,20 @@ pub struct Config {
     /// `BOOKING_EXPIRY_SWEEP_SECONDS`: how often expired holds and pending
     /// bookings are marked expired (0: never; nothing correct depends on it).
     pub expiry_sweep_secs: i64,
+    /// `BOOKING_DB_POOLER`: what stands between the server and PostgreSQL.
+    pub db_pooler: Pooler,
+}
+
+/// `BOOKING_DB_POOLER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooler {
+    /// PostgreSQL itself, or a pooler in session mode.
+    None,
+    /// A pooler in transaction mode without prepared-statement support
+    /// (PgBouncer before 1.21, Debian 12's 1.18): no statement is sent outside
+    /// a transaction, no statement stays prepared, and the session settings
+    /// are set per transaction instead of at connect (see `db::Db`).
+    Transaction,
 }
 
 impl Config {
@@ -245,6 +259,16 @@ impl Config {
                 ))
             }
         };
+        let db_pooler = match non_empty("BOOKING_DB_POOLER").as_deref() {
+            None | Some("none") => Pooler::None,
+            Some("transaction") => Pooler::Transaction,
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_DB_POOLER",
+                    format!("`{v}` is not none or transaction"),
+                ))
+            }
+        };
         let webhook_disable_after_days =
             int_var(&non_empty, "BOOKING_WEBHOOK_DISABLE_AFTER_DAYS", 5, 0, 365)?;
         let public_url =
@@ -285,6 +309,7 @@ impl Config {
             header_read_timeout_secs,
             refresh_reuse_secs,
             webhook_allow_private,
+            db_pooler,
             webhook_disable_after_days,
             public_url,
             expiry_sweep_secs,
@@ -336,6 +361,7 @@ impl std::fmt::Debug for Config {
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("refresh_reuse_secs", &self.refresh_reuse_secs)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("db_pooler", &self.db_pooler)
             .field(
                 "webhook_disable_after_days",
                 &self.webhook_disable_after_days,

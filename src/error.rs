@@ -277,6 +277,20 @@ pub fn problem_response(
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // the cap, enforced by the bookings trigger when two writes of one
+        // user raced past the write function's check: the same answer as
+        // the check's
+        if let ApiError::Database(e) = &self {
+            if let Some((code, Some(c))) = db_error_parts(e) {
+                if code == "23514" && c == "bookings_active_cap" {
+                    let message = match e {
+                        sqlx::Error::Database(d) => d.message().to_string(),
+                        _ => String::new(),
+                    };
+                    return ApiError::validation("active_bookings", message).into_response();
+                }
+            }
+        }
         let (status, code, retry_after) = self.classify();
         let detail = if status.is_server_error() {
             if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::postgres::PgConnectOptions;
+use sqlx::Row;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -123,12 +124,16 @@ async fn check_serve_login(opts: &PgConnectOptions) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect_with(opts)
         .await
         .context("cannot connect with BOOKING_SERVE_DATABASE_URL")?;
-    let (user, ok): (String, bool) = sqlx::query_as(
+    // the simple protocol (nothing prepared): this may be a pooler in
+    // transaction mode, where a statement outside a transaction cannot be
+    // prepared in one round trip and run in the next
+    let row = sqlx::raw_sql(
         "SELECT current_user::text, pg_has_role(current_user, 'authenticated', 'MEMBER') \
            AND pg_has_role(current_user, 'service_role', 'MEMBER')",
     )
     .fetch_one(&mut conn)
     .await?;
+    let (user, ok): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
     conn.close().await?;
     if !ok {
         bail!("BOOKING_SERVE_DATABASE_URL: login `{user}` cannot switch to the request roles; run: GRANT anon, authenticated, service_role TO \"{user}\"");
@@ -173,7 +178,7 @@ impl Application {
         serve: PgConnectOptions,
         jwt_secret: &[u8],
     ) -> anyhow::Result<Application> {
-        let db = Db::connect_lazy(serve, config.db_pool_size);
+        let db = Db::connect_lazy_via(serve, config.db_pool_size, config.db_pooler);
         let keys = Arc::new(Keys::new(jwt_secret, &config.jwt_issuers));
         let listener = TcpListener::bind(config.addr)
             .await

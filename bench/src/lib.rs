@@ -17,6 +17,7 @@ mod explain;
 mod flows;
 mod load;
 mod pgbench;
+mod pooler;
 mod procstat;
 mod profile;
 mod report;
@@ -212,6 +213,8 @@ pub async fn run(args: BenchArgs, mut config: Config) -> anyhow::Result<()> {
 /// Everything a phase needs.
 struct Ctx<'a> {
     s: &'a Settings,
+    config: &'a Config,
+    jwt_secret: Vec<u8>,
     owner: PgConnection,
     keys: Keys,
     server: server::Server,
@@ -326,8 +329,11 @@ async fn bench(
     });
     let mut report = Report::new(s.clone(), machine, command, server.pool_size);
     report.pgbench_script = pgbench::script();
+    report.floor_script = pgbench::floor_script();
     let mut ctx = Ctx {
         s,
+        config,
+        jwt_secret: backend.jwt_secret.clone(),
         owner,
         keys: Keys::new(&backend.jwt_secret, &config.jwt_issuers),
         server,
@@ -399,6 +405,8 @@ impl Ctx<'_> {
         )
         .await?;
         setup::settle(&mut self.owner).await?;
+        setup::create_floor(&mut self.owner).await?;
+        setup::fill_floor(&mut self.owner).await?;
         self.report.loads.push(format!(
             "{} bookings on one resource (one an hour, 30 min each; {} users × {}): {:.1} s incl. VACUUM ANALYZE",
             s.small_rows,
@@ -441,6 +449,12 @@ impl Ctx<'_> {
         )
         .await?;
         setup::settle(&mut self.owner).await?;
+        let t_floor = Instant::now();
+        let copied = setup::fill_floor(&mut self.owner).await?;
+        self.report.loads.push(format!(
+            "the floor's table filled with the same {copied} rows: {:.1} s",
+            t_floor.elapsed().as_secs_f64()
+        ));
         self.big_users = Some(big);
         self.report.loads.push(format!(
             "{rows} bookings over {resources} resources (buffer 15 min) and {users} users ({BOOKINGS_PER_USER} each): {:.1} s incl. VACUUM ANALYZE",
@@ -469,9 +483,20 @@ impl Ctx<'_> {
         // between runs close in time
         for &c in &clients {
             for run in 0..self.s.repeat {
-                self.pgbench_create(stage, c, run).await?;
+                self.pgbench_create(stage, c, run, true).await?;
+                self.pgbench_create(stage, c, run, false).await?;
                 self.api_create(stage, c, false, run).await?;
             }
+        }
+        // scaling out the server on one database: N processes, then the
+        // same through PgBouncer (transaction mode), at the most clients
+        let c = self.s.clients.iter().copied().max().unwrap_or(32);
+        for n in [2usize, 4] {
+            self.api_create_servers(stage, c, n).await?;
+        }
+        self.api_create_pgbouncer(stage, c).await?;
+        if stage == Stage::Small {
+            self.cap_cost().await?;
         }
         if stage == Stage::Small {
             self.stampede().await?;
@@ -554,6 +579,7 @@ impl Ctx<'_> {
         stage: Stage,
         c: usize,
         run_no: usize,
+        floor: bool,
     ) -> anyhow::Result<()> {
         let existing = self.existing().await?;
         let users =
@@ -562,7 +588,11 @@ impl Ctx<'_> {
             setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
                 .await?;
         let quiet = self.quiet().await;
-        eprintln!("bench: {} pgbench create, {c} clients", stage.label(self.s));
+        eprintln!(
+            "bench: {} pgbench {}, {c} clients",
+            stage.label(self.s),
+            if floor { "floor" } else { "create" }
+        );
         let m = Monitor::start(self.watch);
         let run = pgbench::run(
             &self.login,
@@ -576,6 +606,7 @@ impl Ctx<'_> {
                 rbase: res.first,
                 t0: self.t0.timestamp(),
             },
+            floor,
         )
         .await;
         let cpu = tokio::task::spawn_blocking(move || m.finish())
@@ -583,8 +614,15 @@ impl Ctx<'_> {
             .unwrap_or_default();
         let mut run = run?;
         let ids = res.resource_ids();
-        let created = setup::count_on(&mut self.owner, &ids).await?;
-        setup::purge(&mut self.owner, &ids).await?;
+        let created = if floor {
+            let n = setup::count_floor(&mut self.owner, &ids).await?;
+            setup::purge_floor(&mut self.owner, &ids).await?;
+            n
+        } else {
+            let n = setup::count_on(&mut self.owner, &ids).await?;
+            setup::purge(&mut self.owner, &ids).await?;
+            n
+        };
         setup::settle(&mut self.owner).await?;
         let ok = run.processed.saturating_sub(run.failed);
         let sanity = if created as u64 == ok {
@@ -594,7 +632,11 @@ impl Ctx<'_> {
         };
         let lat = Lat::from_us(&mut run.lat_us);
         let row = Row {
-            kind: Kind::PgbenchCreate,
+            kind: if floor {
+                Kind::PgbenchFloor
+            } else {
+                Kind::PgbenchCreate
+            },
             stage,
             existing,
             clients: c,
@@ -609,7 +651,9 @@ impl Ctx<'_> {
             per_statement: run.per_statement.clone(),
         };
         eprintln!("bench:   {}", row.one_line());
-        self.report.pgbench_command = run.command.clone();
+        if !floor {
+            self.report.pgbench_command = run.command.clone();
+        }
         self.report.rows.push(row);
         Ok(())
     }
@@ -623,6 +667,84 @@ impl Ctx<'_> {
         under_perf: bool,
         run: usize,
     ) -> anyhow::Result<Option<(Row, profile::Recording)>> {
+        let bases = vec![self.server.base.clone()];
+        self.api_create_on(stage, c, under_perf, run, bases, Kind::ApiCreate)
+            .await
+    }
+
+    /// The API create with `n` `booking serve` processes on the one database
+    /// (this one and `n - 1` more), the clients spread over them.
+    async fn api_create_servers(&mut self, stage: Stage, c: usize, n: usize) -> anyhow::Result<()> {
+        let mut extra = Vec::new();
+        for i in 1..n {
+            extra.push(
+                server::Server::start_named(self.config, &self.work, &format!("server-{i}"), &[])
+                    .await?,
+            );
+        }
+        let mut bases = vec![self.server.base.clone()];
+        bases.extend(extra.iter().map(|s| s.base.clone()));
+        let kind = if n == 2 {
+            Kind::ApiCreate2
+        } else {
+            Kind::ApiCreate4
+        };
+        let result = self.api_create_on(stage, c, false, 0, bases, kind).await;
+        for s in extra {
+            s.stop().await?;
+        }
+        result?;
+        Ok(())
+    }
+
+    /// The API create through PgBouncer in transaction mode (Debian's
+    /// package, if installed): one more server, its requests served through
+    /// the pooler (`BOOKING_DB_POOLER=transaction`).
+    async fn api_create_pgbouncer(&mut self, stage: Stage, c: usize) -> anyhow::Result<()> {
+        let Some(bouncer) = pooler::Bouncer::start(
+            &self.login,
+            &self.owner_tool,
+            &self.jwt_secret,
+            &self.work,
+            self.server.pool_size,
+        )
+        .await?
+        else {
+            self.report.pgbouncer_note = Some(
+                "PgBouncer is not installed here (apt-get install pgbouncer): no PgBouncer row"
+                    .into(),
+            );
+            return Ok(());
+        };
+        let env = bouncer.server_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let srv =
+            server::Server::start_named(self.config, &self.work, "server-pgbouncer", &env).await?;
+        let result = self
+            .api_create_on(
+                stage,
+                c,
+                false,
+                0,
+                vec![srv.base.clone()],
+                Kind::ApiCreateBouncer,
+            )
+            .await;
+        srv.stop().await?;
+        bouncer.stop().await;
+        result?;
+        Ok(())
+    }
+
+    async fn api_create_on(
+        &mut self,
+        stage: Stage,
+        c: usize,
+        under_perf: bool,
+        run: usize,
+        bases: Vec<String>,
+        kind: Kind,
+    ) -> anyhow::Result<Option<(Row, profile::Recording)>> {
         let existing = self.existing().await?;
         let users =
             setup::create_users(&mut self.owner, &mut self.ids, c as u64 * PER_CLIENT).await?;
@@ -635,7 +757,7 @@ impl Ctx<'_> {
         let tokens = Arc::new(tokens);
         let resources = Arc::new(res.resource_ids());
         let http = load::http_client(c)?;
-        let url = format!("{}/v1/bookings", self.server.base);
+        let urls: Vec<String> = bases.iter().map(|b| format!("{b}/v1/bookings")).collect();
         let t0 = self.t0;
         let make: MakeRequest = Arc::new(move |w, k| {
             let ui = w as u64 + c as u64 * (k % PER_CLIENT);
@@ -647,15 +769,16 @@ impl Ctx<'_> {
                 rfc3339(start),
                 rfc3339(end)
             );
-            http.post(url.as_str())
+            http.post(urls[w % urls.len()].as_str())
                 .bearer_auth(&tokens[ui as usize])
                 .header("content-type", "application/json")
                 .body(body)
         });
         let quiet = self.quiet().await;
         eprintln!(
-            "bench: {} API create, {c} clients{}",
+            "bench: {} {}, {c} clients{}",
             stage.label(self.s),
+            kind.short(),
             if under_perf { " (under perf)" } else { "" }
         );
         let recording = if under_perf {
@@ -670,17 +793,7 @@ impl Ctx<'_> {
         setup::purge(&mut self.owner, &ids).await?;
         setup::settle(&mut self.owner).await?;
         let sanity = format!("{created} bookings created in all (warm-up included)");
-        let mut row = Row::http(
-            Kind::ApiCreate,
-            stage,
-            existing,
-            c,
-            201,
-            obs,
-            cpu,
-            quiet,
-            sanity,
-        );
+        let mut row = Row::http(kind, stage, existing, c, 201, obs, cpu, quiet, sanity);
         row.run = run;
         eprintln!("bench:   {}", row.one_line());
         match recording {
@@ -976,6 +1089,72 @@ impl Ctx<'_> {
         eprintln!("bench:   {a}\nbench:   {b}");
         self.report.flood = vec![a, b];
         setup::purge(&mut self.owner, &ids).await?;
+        Ok(())
+    }
+
+    /// The cap's cost against the user's number of bookings: pgbench's create
+    /// by users (one per client) who hold no booking, then by users who hold
+    /// `CAP_HELD` active bookings each.
+    async fn cap_cost(&mut self) -> anyhow::Result<()> {
+        const CAP_HELD: u64 = 1000;
+        let c = self.s.clients.iter().copied().max().unwrap_or(32);
+        let mut tps = Vec::new();
+        for held in [0, CAP_HELD] {
+            let users = setup::create_users(&mut self.owner, &mut self.ids, c as u64).await?;
+            let res =
+                setup::create_resources(&mut self.owner, &mut self.ids, c as u64, CREATE_RESOURCE)
+                    .await?;
+            let mut purge = res.resource_ids();
+            if held > 0 {
+                let theirs = setup::create_resources(
+                    &mut self.owner,
+                    &mut self.ids,
+                    c as u64,
+                    CREATE_RESOURCE,
+                )
+                .await?;
+                setup::load_bookings(
+                    &mut self.owner,
+                    &Layout {
+                        resources: theirs,
+                        users,
+                        rows: c as u64 * held,
+                        // far from the creates' minutes: no overlap with them
+                        t0: self.t0 + chrono::Duration::days(3000),
+                        step_minutes: 60,
+                        duration_minutes: 30,
+                        buffer_minutes: 0,
+                    },
+                    "cap",
+                )
+                .await?;
+                purge.extend(theirs.resource_ids());
+                setup::settle(&mut self.owner).await?;
+            }
+            let _ = self.quiet().await;
+            eprintln!("bench: pgbench create by users holding {held} active bookings, {c} clients");
+            let run = pgbench::run(
+                &self.login,
+                &self.work,
+                &format!("cap-{held}"),
+                self.s.duration.as_secs(),
+                &pgbench::Vars {
+                    clients: c,
+                    per: 1,
+                    ubase: users.first,
+                    rbase: res.first,
+                    t0: self.t0.timestamp(),
+                },
+                false,
+            )
+            .await?;
+            let created = setup::count_on(&mut self.owner, &res.resource_ids()).await?;
+            eprintln!("bench:   {:.0} tx/s, {created} bookings", run.tps);
+            setup::purge(&mut self.owner, &purge).await?;
+            setup::settle(&mut self.owner).await?;
+            tps.push((held, run.tps, created as u64, run.processed));
+        }
+        self.report.cap_cost = tps;
         Ok(())
     }
 

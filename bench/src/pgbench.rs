@@ -71,6 +71,32 @@ pub fn script() -> String {
     )
 }
 
+/// The floor: the minimal correct booking. The same role and claims, then one
+/// `INSERT … ON CONFLICT DO NOTHING` into `bench_floor.bookings` — a table
+/// with both exclusion constraints (resource, user) and forced row-level
+/// security, nothing else: no rules, no history, no cap, no triggers. What a
+/// PostgREST insert into such a table costs the database; every create
+/// figure is also given as a multiple of it.
+pub fn floor_script() -> String {
+    let uid = user_sql(":u::bigint");
+    let rid = resource_sql(":rbase::bigint + :client_id");
+    format!(
+        "\\set u :ubase + :client_id + :clients * (:n % :per)\n\
+         \\set ph {PHONE_BASE} + :u\n\
+         \\set s :t0 + 60 * :n\n\
+         \\set e :s + 60\n\
+         \\set n :n + 1\n\
+         BEGIN;\n\
+         SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', \
+           '{{\"aud\":\"authenticated\",\"exp\":2000000000,\"iat\":1700000000,\"iss\":\"booking\",\"phone\":\"+1' || :ph || \
+           '\",\"role\":\"authenticated\",\"session_id\":\"00000000-0000-4000-8000-000000000000\",\"sub\":\"' || {uid} || '\"}}', true), \
+           set_config('request.jwt.claim.sub', {uid}, true), set_config('request.jwt.claim.role', 'authenticated', true);\n\
+         INSERT INTO bench_floor.bookings (resource_id, user_id, period) \
+           VALUES ({rid}::uuid, {uid}::uuid, tstzrange(to_timestamp(:s), to_timestamp(:e), '[)')) ON CONFLICT DO NOTHING;\n\
+         COMMIT;\n"
+    )
+}
+
 /// What one pgbench run reported.
 #[derive(Debug, Clone, Default)]
 pub struct Run {
@@ -100,9 +126,15 @@ pub async fn run(
     tag: &str,
     duration_secs: u64,
     v: &Vars,
+    floor: bool,
 ) -> anyhow::Result<Run> {
-    let script_path = work.join("create.pgbench");
-    std::fs::write(&script_path, script())?;
+    let file = if floor {
+        "floor.pgbench"
+    } else {
+        "create.pgbench"
+    };
+    let script_path = work.join(file);
+    std::fs::write(&script_path, if floor { floor_script() } else { script() })?;
     let log_dir = work.join(format!("pgbench-{tag}"));
     std::fs::create_dir_all(&log_dir)?;
     let threads = v.clients.min(super::procstat::cores()).max(1);
@@ -133,7 +165,7 @@ pub async fn run(
         cmd.arg("-D").arg(format!("{k}={val}"));
     }
     let command = format!(
-        "pgbench -n -M prepared -r -l -c {} -j {threads} -T {duration_secs} -f create.pgbench -D n=0 -D clients={} -D per={} -D ubase=… -D rbase=… -D t0=… <login booking_authenticator>",
+        "pgbench -n -M prepared -r -l -c {} -j {threads} -T {duration_secs} -f {file} -D n=0 -D clients={} -D per={} -D ubase=… -D rbase=… -D t0=… <login booking_authenticator>",
         v.clients, v.clients, v.per
     );
     target.apply(&mut cmd);

@@ -24,6 +24,17 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Server {
     pub async fn start(config: &Config, work: &Path) -> anyhow::Result<Server> {
+        Server::start_named(config, work, "server", &[]).await
+    }
+
+    /// Another server process (its log `<name>.log`), with `env` on top of
+    /// the bench's settings.
+    pub async fn start_named(
+        config: &Config,
+        work: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Server> {
         let exe = match std::env::var_os("BOOKING_BIN") {
             Some(p) => PathBuf::from(p),
             None => std::env::current_exe()
@@ -37,7 +48,7 @@ impl Server {
             );
         }
         let port = free_port()?;
-        let log = work.join("server.log");
+        let log = work.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)?;
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.arg("serve")
@@ -46,6 +57,7 @@ impl Server {
             .env("BOOKING_RATE_LIMITS", "off")
             .env("BOOKING_MAX_ACTIVE_BOOKINGS", "1000000")
             .env("BOOKING_WEBHOOK_ALLOW_PRIVATE", "on")
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -209,6 +209,7 @@ pub async fn load_bookings(conn: &mut PgConnection, l: &Layout, label: &str) -> 
         .execute(&mut *conn)
         .await?;
     result?;
+    recount_active(conn).await?;
     Ok(())
 }
 
@@ -274,6 +275,80 @@ pub fn claims_json(user: Uuid, phone: &str) -> String {
         "sub": user.to_string(),
     })
     .to_string()
+}
+
+/// The floor's table (see `pgbench::floor_script`): both exclusion
+/// constraints and forced row-level security (the caller's own rows), as
+/// the owner; `authenticated` may read and insert.
+pub async fn create_floor(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql(
+        "CREATE SCHEMA IF NOT EXISTS bench_floor; \
+         CREATE TABLE IF NOT EXISTS bench_floor.bookings ( \
+           id uuid PRIMARY KEY DEFAULT gen_random_uuid(), \
+           resource_id uuid NOT NULL, user_id uuid NOT NULL, period tstzrange NOT NULL, \
+           EXCLUDE USING gist (resource_id WITH =, period WITH &&), \
+           EXCLUDE USING gist (user_id WITH =, period WITH &&)); \
+         ALTER TABLE bench_floor.bookings ENABLE ROW LEVEL SECURITY; \
+         ALTER TABLE bench_floor.bookings FORCE ROW LEVEL SECURITY; \
+         DROP POLICY IF EXISTS own ON bench_floor.bookings; \
+         CREATE POLICY own ON bench_floor.bookings TO authenticated \
+           USING (user_id = (SELECT auth.uid())) WITH CHECK (user_id = (SELECT auth.uid())); \
+         GRANT USAGE ON SCHEMA bench_floor TO authenticated; \
+         GRANT SELECT, INSERT ON bench_floor.bookings TO authenticated;",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Make the floor's table hold what `booking.bookings` holds (its live rows),
+/// so that both are measured at the same size.
+pub async fn fill_floor(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    sqlx::raw_sql("TRUNCATE bench_floor.bookings")
+        .execute(&mut *conn)
+        .await?;
+    let r = sqlx::query(
+        "INSERT INTO bench_floor.bookings (resource_id, user_id, period) \
+         SELECT resource_id, user_id, period FROM booking.bookings \
+          WHERE status IN ('held', 'pending', 'confirmed')",
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::raw_sql("VACUUM (ANALYZE) bench_floor.bookings")
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn purge_floor(conn: &mut PgConnection, resources: &[Uuid]) -> sqlx::Result<u64> {
+    let r = sqlx::query("DELETE FROM bench_floor.bookings WHERE resource_id = ANY($1)")
+        .bind(resources)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn count_floor(conn: &mut PgConnection, resources: &[Uuid]) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM bench_floor.bookings WHERE resource_id = ANY($1)")
+        .bind(resources)
+        .fetch_one(conn)
+        .await
+}
+
+/// The cap's counters (migration 0010) after a bulk load that skipped the
+/// triggers: the exact number of active rows per user.
+pub async fn recount_active(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::raw_sql(
+        "INSERT INTO booking.active_counts (user_id, live) \
+         SELECT user_id, count(*) FROM booking.bookings \
+          WHERE status IN ('held', 'pending', 'confirmed') AND upper(period) > now() \
+            AND (expires_at IS NULL OR expires_at > now()) \
+          GROUP BY user_id \
+         ON CONFLICT (user_id) DO UPDATE SET live = EXCLUDED.live",
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod signin;
 pub mod users;
 pub mod webhooks;
 
+use crate::config::Pooler;
 use crate::identity::Identity;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -27,6 +28,7 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
+    pooler: Pooler,
     /// Whether the login may call `booking.create_booking` itself (0 = not
     /// known yet, 1 = yes, 2 = no): see [`Db::one_trip_create`].
     one_trip: std::sync::Arc<std::sync::atomic::AtomicU8>,
@@ -37,16 +39,23 @@ pub const LOCK_TIMEOUT: &str = "2s";
 
 impl Db {
     pub fn connect_lazy(opts: PgConnectOptions, max: u32) -> Db {
-        let opts = opts.options([
-            ("statement_timeout", STATEMENT_TIMEOUT),
-            ("lock_timeout", LOCK_TIMEOUT),
-            ("idle_in_transaction_session_timeout", "15s"),
-            // the write functions refuse REPEATABLE READ; a database or role
-            // default must not turn every write into an error
-            // (a space in the startup `options` must be escaped with a backslash)
-            ("default_transaction_isolation", "read\\ committed"),
-            ("TimeZone", "UTC"),
-        ]);
+        Db::connect_lazy_via(opts, max, Pooler::None)
+    }
+
+    /// The same through a pooler. In transaction mode (PgBouncer before
+    /// 1.21) a server connection is ours only inside a transaction: the
+    /// session settings travel with each transaction (`set_config(…, true)`
+    /// in the scoping statement) instead of as startup options, which such a
+    /// pooler refuses; no statement stays prepared (sqlx then parses each
+    /// statement anew, inside the transaction, on the connection it runs
+    /// on; configure the pooler with `server_reset_query = DEALLOCATE ALL`
+    /// and `server_reset_query_always = 1` so the names it leaves are
+    /// dropped); and the one-statement create is not used.
+    pub fn connect_lazy_via(opts: PgConnectOptions, max: u32, pooler: Pooler) -> Db {
+        let opts = match pooler {
+            Pooler::None => Db::with_session_options(opts),
+            Pooler::Transaction => opts.statement_cache_capacity(0),
+        };
         // No ping before each use (one round trip less per request): a
         // connection that died while idle fails its first statement with a
         // connection-class error, and the whole transaction is retried (see
@@ -60,8 +69,25 @@ impl Db {
             .connect_lazy_with(opts);
         Db {
             pool,
-            one_trip: Default::default(),
+            pooler,
+            one_trip: std::sync::Arc::new(std::sync::atomic::AtomicU8::new(match pooler {
+                Pooler::None => 0,
+                Pooler::Transaction => 2,
+            })),
         }
+    }
+
+    fn with_session_options(opts: PgConnectOptions) -> PgConnectOptions {
+        opts.options([
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            ("lock_timeout", LOCK_TIMEOUT),
+            ("idle_in_transaction_session_timeout", "15s"),
+            // the write functions refuse REPEATABLE READ; a database or role
+            // default must not turn every write into an error
+            // (a space in the startup `options` must be escaped with a backslash)
+            ("default_transaction_isolation", "read\\ committed"),
+            ("TimeZone", "UTC"),
+        ])
     }
 
     /// Whether a create can be one statement — role, claims and
@@ -105,24 +131,41 @@ impl Db {
     /// caller. Still one statement, one round trip.
     pub async fn begin(&self, who: &Identity) -> Result<Scoped, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-                    set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true)",
-        )
-        .bind(who.db_role())
-        .bind(who.claims_json())
-        .bind(who.user_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        let sql = match self.pooler {
+            Pooler::None => {
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+                        set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true)"
+            }
+            Pooler::Transaction => {
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+                        set_config('request.jwt.claim.sub', $3, true), set_config('request.jwt.claim.role', $1, true), \
+                        set_config('statement_timeout', $4, true), set_config('lock_timeout', $5, true), \
+                        set_config('idle_in_transaction_session_timeout', '15s', true), \
+                        set_config('TimeZone', 'UTC', true)"
+            }
+        };
+        let mut q = sqlx::query(sql)
+            .bind(who.db_role())
+            .bind(who.claims_json())
+            .bind(who.user_id.to_string());
+        if self.pooler == Pooler::Transaction {
+            q = q.bind(STATEMENT_TIMEOUT).bind(LOCK_TIMEOUT);
+        }
+        q.execute(&mut *tx).await?;
         Ok(Scoped { tx })
     }
 
     /// A transaction as `anon` with no claims (readiness checks).
     pub async fn begin_anon(&self) -> Result<Scoped, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('role', 'anon', true)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT set_config('role', 'anon', true), set_config('statement_timeout', $1, true), \
+                    set_config('lock_timeout', $2, true)",
+        )
+        .bind(STATEMENT_TIMEOUT)
+        .bind(LOCK_TIMEOUT)
+        .execute(&mut *tx)
+        .await?;
         Ok(Scoped { tx })
     }
 

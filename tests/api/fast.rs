@@ -139,7 +139,8 @@ async fn the_cap_counter_is_an_upper_bound_that_corrects_itself_and_the_trigger_
         code_and_constraint(&err),
         ("23514".to_string(), "bookings_active_cap".to_string())
     );
-    // a cancelled one frees a place at once (the counter goes down)
+    // a cancelled one frees a place (the counter only ever rises; the next
+    // write past it counts exactly, under its lock)
     let list: Value = app
         .get(&user.token, "/v1/bookings")
         .await
@@ -151,9 +152,12 @@ async fn the_cap_counter_is_an_upper_bound_that_corrects_itself_and_the_trigger_
         .delete(&user.token, &format!("/v1/bookings/{first}"))
         .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(counter(&mut admin, user.id).await, 2);
+    assert_eq!(counter(&mut admin, user.id).await, 3, "not decremented");
     let r = app.book(&user, &room, &at(2, 14, 0), &at(2, 15, 0)).await;
     assert_eq!(r.status(), 201);
+    assert_eq!(counter(&mut admin, user.id).await, 3, "2 exact + this one");
+    let r = app.book(&user, &room, &at(2, 16, 0), &at(2, 17, 0)).await;
+    assert_problem(r, 422, "validation_failed").await;
 }
 
 #[tokio::test]
@@ -212,6 +216,32 @@ async fn a_booking_always_refers_to_an_existing_user_and_resource_without_foreig
         ("23503".to_string(), "bookings_resource_id_fkey".to_string())
     );
     tx.rollback().await.expect("rollback");
+    // ids never change, and none of the three tables is emptied at once
+    for sql in [
+        "UPDATE booking.users SET id = gen_random_uuid() WHERE id = $1::uuid",
+        "UPDATE booking.resources SET id = gen_random_uuid() WHERE id = $1::uuid",
+    ] {
+        let id = if sql.contains("users") {
+            user.id.to_string()
+        } else {
+            room.clone()
+        };
+        let err = sqlx::query(sql)
+            .bind(id)
+            .execute(&mut admin)
+            .await
+            .expect_err("an id changed");
+        assert_eq!(code_and_constraint(&err).0, "23503", "{sql}");
+    }
+    for table in ["bookings", "users", "resources"] {
+        let mut tx = admin.begin().await.expect("begin");
+        let err = sqlx::raw_sql(&format!("TRUNCATE booking.{table} CASCADE"))
+            .execute(&mut *tx)
+            .await
+            .expect_err("truncate");
+        assert_eq!(code_and_constraint(&err).0, "23503", "{table}");
+        tx.rollback().await.expect("rollback");
+    }
     // bookings are never deleted (history refers to them)
     let err = sqlx::query("DELETE FROM booking.bookings")
         .execute(&mut admin)

@@ -22,6 +22,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod parsers;
+mod pooler;
 mod races;
 mod request_ids;
 mod rls;

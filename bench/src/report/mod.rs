@@ -58,8 +58,15 @@ fn trim(x: f64) -> String {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// The minimal correct booking (pgbench, `bench_floor.bookings`).
+    PgbenchFloor,
     PgbenchCreate,
     ApiCreate,
+    /// The API create with 2 and 4 server processes on the one database.
+    ApiCreate2,
+    ApiCreate4,
+    /// The API create through PgBouncer in transaction mode.
+    ApiCreateBouncer,
     List,
     Availability,
 }
@@ -67,16 +74,24 @@ pub enum Kind {
 impl Kind {
     pub fn name(&self) -> &'static str {
         match self {
+            Kind::PgbenchFloor => "floor, pgbench (minimal correct booking)",
             Kind::PgbenchCreate => "create, pgbench (DB ceiling)",
             Kind::ApiCreate => "create, API (POST /v1/bookings)",
+            Kind::ApiCreate2 => "create, API, 2 server processes",
+            Kind::ApiCreate4 => "create, API, 4 server processes",
+            Kind::ApiCreateBouncer => "create, API through PgBouncer (transaction mode)",
             Kind::List => "list own, API (GET /v1/bookings?limit=50)",
             Kind::Availability => "availability 7 d, API",
         }
     }
-    fn short(&self) -> &'static str {
+    pub fn short(&self) -> &'static str {
         match self {
+            Kind::PgbenchFloor => "pgbench floor",
             Kind::PgbenchCreate => "pgbench create",
             Kind::ApiCreate => "API create",
+            Kind::ApiCreate2 => "API create, 2 servers",
+            Kind::ApiCreate4 => "API create, 4 servers",
+            Kind::ApiCreateBouncer => "API create via PgBouncer",
             Kind::List => "API list",
             Kind::Availability => "API availability",
         }
@@ -255,6 +270,13 @@ pub struct Report {
     pub profile_note: Option<String>,
     pub loads: Vec<String>,
     pub pgbench_script: String,
+    /// The floor's pgbench script.
+    pub floor_script: String,
+    /// (active bookings each user holds, pgbench creates/s, bookings made,
+    /// transactions) for the cap's cost.
+    pub cap_cost: Vec<(u64, f64, u64, u64)>,
+    /// Why there is no PgBouncer row, if there is none.
+    pub pgbouncer_note: Option<String>,
     pub pgbench_command: String,
     pub elapsed: Duration,
     /// Size of the bookings table at the start of each stage.
@@ -334,6 +356,9 @@ impl Report {
             flood: Vec::new(),
             flows: Vec::new(),
             pgbench_script: String::new(),
+            floor_script: String::new(),
+            cap_cost: Vec::new(),
+            pgbouncer_note: None,
             pgbench_command: String::new(),
             elapsed: Duration::ZERO,
             sizes: Vec::new(),

@@ -164,11 +164,23 @@ impl Report {
                role and claims (both ways); `booking.create_booking(...)` (the cap's row lock and count are inside it); \
                COMMIT. Each client books the next free minute on its own resource (1-min grid, 10 years ahead) for \
                one of its own {} users in turn, so every transaction books (checked: bookings created = transactions).\n\
+             - **floor, pgbench**: the minimal correct booking, the yardstick of #14. The same role and claims, \
+               then one `INSERT … ON CONFLICT DO NOTHING` into `bench_floor.bookings`, a table with both exclusion \
+               constraints (resource, user) and forced row-level security and nothing else — what PostgREST \
+               inserting into such a table costs the database. The table holds the same rows as \
+               `booking.bookings` at each stage; same clients, users, resources and minutes as the create runs.\n\
              - **create, API**: the same bookings through `POST /v1/bookings`: an in-process load generator \
                (reqwest, keep-alive) with one worker per client, each sending one request at a time for the run's \
                duration (closed loop, like pgbench's clients); every request timed, every status counted. The \
                bookings a create run makes are deleted afterwards (then VACUUM), so every run starts from the \
-               stage's row count.\n\
+               stage's row count. The server sends each create as one statement (role, claims and \
+               `create_booking` together: one round trip, its own transaction).\n\
+             - **scale-out**: the API create at the most clients with 2 and 4 `booking serve` processes on the one \
+               database (clients spread round-robin; each process its own pool of the same size), and through \
+               PgBouncer (Debian's 1.18) in transaction mode (`BOOKING_DB_POOLER=transaction`: pool of the same \
+               size, `server_reset_query = DEALLOCATE ALL` always, no statement outside a transaction).\n\
+             - **cap**: pgbench's create by users (one per client) who hold no booking, then by users who hold \
+               1000 active bookings each (bulk-loaded, counters recounted).\n\
              - **stampede**: {} users with their own tokens and warm connections send the same slot at the same \
                instant; exactly one may win.\n\
              - **list**: `GET /v1/bookings?limit=50` by users who hold {} bookings each, cycling through up to {} of them.\n\
@@ -318,6 +330,104 @@ impl Report {
             );
         }
 
+        let _ = writeln!(w, "### Against the floor (minimal correct booking)\n");
+        let _ = writeln!(
+            w,
+            "| existing | clients | floor tx/s | our create in pgbench tx/s | API req/s | pgbench ÷ floor | API ÷ floor | PostgreSQL ms per booking: floor / ours / API |"
+        );
+        let _ = writeln!(w, "|--:|--:|--:|--:|--:|--:|--:|---|");
+        for st in self.stages() {
+            for &c in &s.clients {
+                if let (Some(f), Some(p), Some(a)) = (
+                    self.find(Kind::PgbenchFloor, st, c),
+                    self.find(Kind::PgbenchCreate, st, c),
+                    self.find(Kind::ApiCreate, st, c),
+                ) {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {c} | {:.0} | {:.0} | {:.0} | {:.2} | **{:.2}** | {} / {} / {} |",
+                        self.label(st),
+                        f.throughput,
+                        p.throughput,
+                        a.throughput,
+                        p.throughput / f.throughput.max(1e-9),
+                        a.throughput / f.throughput.max(1e-9),
+                        ms(f.cpu_per_req().0),
+                        ms(p.cpu_per_req().0),
+                        ms(a.cpu_per_req().0),
+                    );
+                }
+            }
+        }
+        let _ = writeln!(w);
+
+        let c_max = s.clients.iter().copied().max().unwrap_or(32);
+        let _ = writeln!(
+            w,
+            "### Scaling out the server on one database ({c_max} clients)\n"
+        );
+        let _ = writeln!(
+            w,
+            "| existing | setup | creates/s | × one process | p50 ms | p99 ms | CPU % PostgreSQL / servers+other / load gen / idle |"
+        );
+        let _ = writeln!(w, "|--:|---|--:|--:|--:|--:|---|");
+        for st in self.stages() {
+            let one = self.find(Kind::ApiCreate, st, c_max).map(|r| r.throughput);
+            for (kind, label) in [
+                (Kind::ApiCreate, "1 process"),
+                (Kind::ApiCreate2, "2 processes"),
+                (Kind::ApiCreate4, "4 processes"),
+                (
+                    Kind::ApiCreateBouncer,
+                    "1 process through PgBouncer (transaction mode)",
+                ),
+            ] {
+                if let Some(r) = self.find(kind, st, c_max) {
+                    let _ = writeln!(
+                        w,
+                        "| {} | {label} | {:.0} | {} | {} | {} | {:.0} / {:.0} / {:.0} / {:.0} |",
+                        self.label(st),
+                        r.throughput,
+                        one.map(|o| format!("{:.2}", r.throughput / o.max(1e-9)))
+                            .unwrap_or_else(|| "–".into()),
+                        ms(r.lat.p50),
+                        ms(r.lat.p99),
+                        r.cpu.pg_pct(),
+                        r.cpu.server_pct() + r.cpu.other_pct(),
+                        r.cpu.loadgen_pct(),
+                        r.cpu.idle_pct()
+                    );
+                }
+            }
+        }
+        if let Some(n) = &self.pgbouncer_note {
+            let _ = writeln!(w, "\n{n}.");
+        }
+        let _ = writeln!(
+            w,
+            "\nOn one 2-core machine more processes cannot add CPU: the extra processes share the same cores with \
+             PostgreSQL, so these rows show the cost of spreading the same load (more connections, more backends \
+             competing), not the gain on separate machines. Through PgBouncer every statement is parsed afresh \
+             (no prepared statements in transaction mode before PgBouncer 1.21) and the transaction takes four \
+             round trips instead of one, each through one more process.\n"
+        );
+
+        if self.cap_cost.len() == 2 {
+            let _ = writeln!(
+                w,
+                "### The cap's cost against the user's bookings ({c_max} clients)\n"
+            );
+            let _ = writeln!(
+                w,
+                "| active bookings per user | pgbench creates/s | bookings made |"
+            );
+            let _ = writeln!(w, "|--:|--:|--:|");
+            for (held, tps, made, _) in &self.cap_cost {
+                let _ = writeln!(w, "| {held} | {tps:.0} | {made} |");
+            }
+            let _ = writeln!(w);
+        }
+
         let _ = writeln!(w, "### API ÷ pgbench (create)\n");
         let _ = writeln!(
             w,
@@ -415,7 +525,7 @@ impl Report {
                 self.label(r.stage),
                 r.clients,
                 ms(pg),
-                if r.kind == Kind::PgbenchCreate {
+                if matches!(r.kind, Kind::PgbenchCreate | Kind::PgbenchFloor) {
                     "–".to_string()
                 } else {
                     ms(srv)
@@ -446,6 +556,11 @@ impl Report {
         let _ = writeln!(w, "Script (`create.pgbench`):\n");
         let _ = writeln!(w, "```\n{}```\n", self.pgbench_script);
         let _ = writeln!(w, "Command: `{}`\n", self.pgbench_command);
+        let _ = writeln!(
+            w,
+            "The floor's script (`floor.pgbench`, same command with `-f floor.pgbench`):\n\n```\n{}```\n",
+            self.floor_script
+        );
         let _ = writeln!(w, "Per-statement latencies (`-r`):\n");
         for st in self.stages() {
             for &c in &s.clients {

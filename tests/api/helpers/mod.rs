@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 const TEMPLATE: &str = "booking_template";
-const LOGIN_PASSWORD: &str = "testloginpassword";
+pub const LOGIN_PASSWORD: &str = "testloginpassword";
 
 /// The database server all tests of this process share.
 pub struct Server {
@@ -230,6 +230,42 @@ impl TestApp {
             .expect("clone template");
         conn.close().await.expect("close");
         Self::serve_on(&db_name, extra).await
+    }
+
+    /// The test database server's superuser options (no database set).
+    pub fn admin_options() -> PgConnectOptions {
+        server().admin.clone()
+    }
+
+    /// A second server on the same database whose requests go through
+    /// `login` (e.g. a pooler in front of the test server).
+    pub async fn server_through(&self, login: PgConnectOptions, extra: &[(&str, &str)]) -> TestApp {
+        let config = test_config(extra);
+        let app = Application::build(&config, login, JWT_SECRET.as_bytes())
+            .await
+            .expect("build application");
+        let addr = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            db_name: String::new(), // not the owner: do not drop the database
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .expect("client"),
+            keys: Keys::new(JWT_SECRET.as_bytes(), &["booking".to_string()]),
+            state,
+            shutdown: Some(tx),
+            server_task: Some(task),
+        }
+    }
+
+    pub fn db_name(&self) -> &str {
+        &self.db_name
     }
 
     /// A second server on the same database (several processes, one database).

@@ -92,6 +92,19 @@ pub struct Config {
     pub expiry_sweep_secs: i64,
     /// `BOOKING_DB_POOLER`: what stands between the server and PostgreSQL.
     pub db_pooler: Pooler,
+    /// `BOOKING_DISTRIBUTED`: the schema's single-node form, or Citus's.
+    pub distributed: Distributed,
+}
+
+/// `BOOKING_DISTRIBUTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distributed {
+    /// One PostgreSQL (the default).
+    None,
+    /// A Citus coordinator: `migrate` turns the schema into its distributed
+    /// form (`migrations/citus/`), and the claims are set with `SET LOCAL`
+    /// (they reach the workers; `set_config` does not).
+    Citus,
 }
 
 /// `BOOKING_DB_POOLER`.
@@ -269,6 +282,22 @@ impl Config {
                 ))
             }
         };
+        let distributed = match non_empty("BOOKING_DISTRIBUTED").as_deref() {
+            None | Some("none") => Distributed::None,
+            Some("citus") => Distributed::Citus,
+            Some(v) => {
+                return Err(bad(
+                    "BOOKING_DISTRIBUTED",
+                    format!("`{v}` is not none or citus"),
+                ))
+            }
+        };
+        if distributed == Distributed::Citus && database_url.is_none() {
+            return Err(bad(
+                "BOOKING_DISTRIBUTED",
+                "citus needs DATABASE_URL: a Citus coordinator (scripts/citus-cluster up starts one)".to_string(),
+            ));
+        }
         let webhook_disable_after_days =
             int_var(&non_empty, "BOOKING_WEBHOOK_DISABLE_AFTER_DAYS", 5, 0, 365)?;
         let public_url =
@@ -310,6 +339,7 @@ impl Config {
             refresh_reuse_secs,
             webhook_allow_private,
             db_pooler,
+            distributed,
             webhook_disable_after_days,
             public_url,
             expiry_sweep_secs,
@@ -362,6 +392,7 @@ impl std::fmt::Debug for Config {
             .field("refresh_reuse_secs", &self.refresh_reuse_secs)
             .field("webhook_allow_private", &self.webhook_allow_private)
             .field("db_pooler", &self.db_pooler)
+            .field("distributed", &self.distributed)
             .field(
                 "webhook_disable_after_days",
                 &self.webhook_disable_after_days,

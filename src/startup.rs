@@ -41,7 +41,7 @@ impl Backend {
                 let mut conn = PgConnection::connect_with(&owner)
                     .await
                     .context("cannot connect to DATABASE_URL")?;
-                migrate::run(&mut conn).await?;
+                migrate::run_for(&mut conn, config.distributed).await?;
                 migrate::apply_settings(&mut conn, config.max_active_bookings).await?;
                 let serve = match &config.serve_database_url {
                     Some(u) => u
@@ -178,7 +178,8 @@ impl Application {
         serve: PgConnectOptions,
         jwt_secret: &[u8],
     ) -> anyhow::Result<Application> {
-        let db = Db::connect_lazy_via(serve, config.db_pool_size, config.db_pooler);
+        let db = Db::connect_lazy_via(serve, config.db_pool_size, config.db_pooler)
+            .on(config.distributed);
         let keys = Arc::new(Keys::new(jwt_secret, &config.jwt_issuers));
         let listener = TcpListener::bind(config.addr)
             .await

@@ -14,6 +14,8 @@ use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection};
 
+use crate::config::Distributed;
+
 pub struct Migration {
     pub version: i32,
     pub name: &'static str,
@@ -72,6 +74,95 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0010_fast.sql"),
     },
 ];
+
+/// The distributed form of the schema (`BOOKING_DISTRIBUTED=citus`), applied
+/// once on a Citus coordinator after the single-node migrations, recorded as
+/// version 100. The single-node files stay the default and are never edited;
+/// this one turns their result into tables distributed by resource and by
+/// user (docs/citus.md).
+pub const CITUS: Migration = Migration {
+    version: 100,
+    name: "citus",
+    sql: include_str!("../../migrations/citus/0100_citus.sql"),
+};
+
+/// Migrate for the configured form of the schema. A distributed database
+/// is never served as a single-node one (its claims would not reach the
+/// workers: every read would come back empty), and a single-node migration
+/// newer than the distributed form is not applied to it.
+pub async fn run_for(conn: &mut PgConnection, distributed: Distributed) -> anyhow::Result<usize> {
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    let result = apply_for(conn, distributed).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK_KEY)
+        .execute(&mut *conn)
+        .await?;
+    result
+}
+
+async fn apply_for(conn: &mut PgConnection, distributed: Distributed) -> anyhow::Result<usize> {
+    let citus_done: Option<String> = match sqlx::query_scalar::<_, String>(
+        "SELECT checksum FROM booking.schema_migrations WHERE version = $1",
+    )
+    .bind(CITUS.version)
+    .fetch_optional(&mut *conn)
+    .await
+    {
+        Ok(v) => v,
+        // no schema yet
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42P01") => None,
+        Err(e) => return Err(e.into()),
+    };
+    let sum = hex::encode(Sha256::digest(CITUS.sql.as_bytes()));
+    match (distributed, citus_done) {
+        (Distributed::None, None) => apply(conn, latest_version()).await,
+        (Distributed::None, Some(_)) => bail!(
+            "this database has the distributed (Citus) form of the schema: set BOOKING_DISTRIBUTED=citus"
+        ),
+        (Distributed::Citus, Some(old)) => {
+            if old != sum {
+                bail!("migration 100 (citus) changed after it was applied");
+            }
+            let at: i32 = sqlx::query_scalar(
+                "SELECT coalesce(max(version), 0) FROM booking.schema_migrations WHERE version < $1",
+            )
+            .bind(CITUS.version)
+            .fetch_one(&mut *conn)
+            .await?;
+            if at < latest_version() {
+                bail!(
+                    "single-node migrations {}..{} are newer than this distributed schema and have no \
+                     distributed form yet; they are not applied",
+                    at + 1,
+                    latest_version()
+                );
+            }
+            Ok(0)
+        }
+        (Distributed::Citus, None) => {
+            let n = apply(conn, latest_version()).await?;
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(CITUS.sql)
+                .execute(&mut *tx)
+                .await
+                .context("migration 100 (citus) failed")?;
+            sqlx::query(
+                "INSERT INTO booking.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            )
+            .bind(CITUS.version)
+            .bind(CITUS.name)
+            .bind(&sum)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::info!(version = CITUS.version, name = CITUS.name, "migration applied");
+            Ok(n + 1)
+        }
+    }
+}
 
 /// The version the code expects the database to be at.
 pub fn latest_version() -> i32 {

@@ -15,7 +15,7 @@ pub mod signin;
 pub mod users;
 pub mod webhooks;
 
-use crate::config::Pooler;
+use crate::config::{Distributed, Pooler};
 use crate::identity::Identity;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
@@ -29,6 +29,7 @@ use std::time::Duration;
 pub struct Db {
     pool: PgPool,
     pooler: Pooler,
+    distributed: Distributed,
     /// Whether the login may call `booking.create_booking` itself (0 = not
     /// known yet, 1 = yes, 2 = no): see [`Db::one_trip_create`].
     one_trip: std::sync::Arc<std::sync::atomic::AtomicU8>,
@@ -40,6 +41,20 @@ pub const LOCK_TIMEOUT: &str = "2s";
 impl Db {
     pub fn connect_lazy(opts: PgConnectOptions, max: u32) -> Db {
         Db::connect_lazy_via(opts, max, Pooler::None)
+    }
+
+    /// On a Citus coordinator (`BOOKING_DISTRIBUTED=citus`): the claims are
+    /// set with `SET LOCAL`, one statement each, which Citus replays on every
+    /// worker connection of the transaction (`citus.propagate_set_commands =
+    /// 'local'`, set by the migration); `set_config` would stay on the
+    /// coordinator and the workers' row-level security would see no caller.
+    /// The one-statement create is not used (its claims are `set_config`).
+    pub fn on(mut self, distributed: Distributed) -> Db {
+        self.distributed = distributed;
+        if distributed == Distributed::Citus {
+            self.one_trip.store(2, std::sync::atomic::Ordering::Relaxed);
+        }
+        self
     }
 
     /// The same through a pooler. In transaction mode (PgBouncer before
@@ -70,6 +85,7 @@ impl Db {
         Db {
             pool,
             pooler,
+            distributed: Distributed::None,
             one_trip: std::sync::Arc::new(std::sync::atomic::AtomicU8::new(match pooler {
                 Pooler::None => 0,
                 Pooler::Transaction => 2,
@@ -130,6 +146,9 @@ impl Db {
     /// definition of `auth.uid()` a Supabase database may carry sees the
     /// caller. Still one statement, one round trip.
     pub async fn begin(&self, who: &Identity) -> Result<Scoped, sqlx::Error> {
+        if self.distributed == Distributed::Citus {
+            return self.begin_citus(Some(who)).await;
+        }
         let mut tx = self.pool.begin().await?;
         let sql = match self.pooler {
             Pooler::None => {
@@ -155,8 +174,42 @@ impl Db {
         Ok(Scoped { tx })
     }
 
+    /// [`Db::begin`] on a Citus coordinator: the role with `set_config`
+    /// (never `SET LOCAL ROLE`: Citus would replay it on the connections a
+    /// SECURITY DEFINER function opens as its owner), each claim and the lock
+    /// timeout with its own `SET LOCAL` statement (a statement of several
+    /// would be replayed whole on the workers), as quoted literals (`SET`
+    /// takes no parameters).
+    async fn begin_citus(&self, who: Option<&Identity>) -> Result<Scoped, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let role = who.map(|w| w.db_role()).unwrap_or("anon");
+        sqlx::query("SELECT set_config('role', $1, true)")
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(w) = who {
+            for (name, value) in [
+                ("request.jwt.claims", w.claims_json()),
+                ("request.jwt.claim.sub", w.user_id.to_string()),
+                ("request.jwt.claim.role", role.to_string()),
+            ] {
+                let sql = format!("SET LOCAL \"{name}\" = {}", quote_literal(&value));
+                simple(&mut tx, sql).await?;
+            }
+        }
+        simple(
+            &mut tx,
+            format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"),
+        )
+        .await?;
+        Ok(Scoped { tx })
+    }
+
     /// A transaction as `anon` with no claims (readiness checks).
     pub async fn begin_anon(&self) -> Result<Scoped, sqlx::Error> {
+        if self.distributed == Distributed::Citus {
+            return self.begin_citus(None).await;
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "SELECT set_config('role', 'anon', true), set_config('statement_timeout', $1, true), \
@@ -171,6 +224,48 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// One statement by the simple protocol (nothing prepared).
+async fn simple(tx: &mut Transaction<'static, Postgres>, sql: String) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    let conn: &mut PgConnection = tx;
+    conn.execute(sqlx::raw_sql(&sql)).await?;
+    Ok(())
+}
+
+/// A string as an SQL literal whatever `standard_conforming_strings` says:
+/// an escape string (`E'…'`) with its backslashes and quotes escaped. NUL,
+/// which PostgreSQL text cannot hold, is dropped (JSON from serde escapes it).
+pub fn quote_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str("E'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_literal;
+
+    #[test]
+    fn literals_are_quoted_whatever_they_hold() {
+        assert_eq!(quote_literal("abc"), "E'abc'");
+        assert_eq!(quote_literal("a'b"), "E'a\\'b'");
+        assert_eq!(
+            quote_literal("a\\'; DROP TABLE x; --"),
+            "E'a\\\\\\'; DROP TABLE x; --'"
+        );
+        assert_eq!(quote_literal("\0"), "E''");
     }
 }
 

@@ -162,11 +162,28 @@ pub fn transient(e: &sqlx::Error) -> Option<&'static str> {
             Some("57P02") => Some("57P02"),
             Some("57P03") => Some("57P03"),
             Some(c) if c.starts_with("08") => Some("08"),
+            Some("XX000") if citus_node_unreachable(d.as_ref()) => Some("citus_node"),
             _ => None,
         },
         sqlx::Error::Io(_) => Some("connection"),
         _ => None,
     }
+}
+
+/// A Citus coordinator could not reach (or lost) a worker: Citus reports it
+/// as an internal error (XX000) from its connection layer, not as 08xxx. The
+/// statement failed before anything committed (a failure at COMMIT never
+/// comes here, see `db::Scoped::commit`), and a new transaction opens new
+/// worker connections: transient, like a lost connection.
+fn citus_node_unreachable(d: &dyn sqlx::error::DatabaseError) -> bool {
+    d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|p| {
+            matches!(
+                p.file(),
+                Some("remote_transaction.c" | "connection_management.c" | "remote_commands.c")
+            ) || p.message().starts_with("cannot connect to")
+                || p.message().contains("connection to the remote node")
+        })
 }
 
 /// A database error by SQLSTATE and constraint name. Integrity errors the

@@ -105,6 +105,8 @@ BEGIN
      AND (tgrelid::regclass::text, tgname::text) NOT IN (
            ('booking.bookings', 'bookings_before_write'), ('booking.bookings', 'bookings_after_write'),
            ('booking.bookings', 'bookings_outbox'), ('booking.bookings', 'bookings_never_deleted'),
+           ('booking.bookings', 'bookings_never_truncated'), ('booking.users', 'users_never_truncated'),
+           ('booking.resources', 'resources_never_truncated'),
            ('booking.booking_events', 'booking_events_append_only'),
            ('booking.booking_events', 'booking_events_no_truncate'));
   IF unknown IS NOT NULL THEN
@@ -347,19 +349,20 @@ SELECT create_distributed_table('booking.user_gate', 'user_id', colocate_with =>
 
 -- ===================================================================================== step 10
 -- (before the keys come back: a table referenced by a local table cannot be truncated)
--- The copies the coordinator kept of tables that held rows. The history refuses TRUNCATE by
--- trigger: it is off for this one statement, which only drops the coordinator's stale copy.
+-- The copies the coordinator kept of tables that held rows. Tables that refuse TRUNCATE by
+-- trigger (history; from 0010 on bookings, users, resources) have their triggers off for this one
+-- statement, which only drops the coordinator's stale copy (bookings' are off already).
 DO $$
 DECLARE
   t regclass;
 BEGIN
   FOR t IN SELECT tbl FROM citus_had_rows WHERE n > 0 LOOP
-    IF t = 'booking.booking_events'::regclass THEN
-      ALTER TABLE booking.booking_events DISABLE TRIGGER booking_events_no_truncate;
-      PERFORM truncate_local_data_after_distributing_table(t);
-      ALTER TABLE booking.booking_events ENABLE TRIGGER booking_events_no_truncate;
-    ELSE
-      PERFORM truncate_local_data_after_distributing_table(t);
+    IF t <> 'booking.bookings'::regclass THEN
+      EXECUTE format('ALTER TABLE %s DISABLE TRIGGER USER', t);
+    END IF;
+    PERFORM truncate_local_data_after_distributing_table(t);
+    IF t <> 'booking.bookings'::regclass THEN
+      EXECUTE format('ALTER TABLE %s ENABLE TRIGGER USER', t);
     END IF;
   END LOOP;
 END
@@ -692,7 +695,8 @@ DECLARE
   problem jsonb;
   e_state text; e_msg text; e_detail text; e_hint text; e_cname text;
 BEGIN
-  IF uid IS NULL OR booking.caller_is_service() THEN
+  -- the authenticated role only (the newest 0010's rule: not the owner, not the service role)
+  IF uid IS NULL OR coalesce(current_setting('role', true), 'none') <> 'authenticated' THEN
     RETURN booking.refused('unauthenticated');
   END IF;
   IF p_resource IS NULL OR p_start IS NULL OR p_end IS NULL THEN
@@ -1542,9 +1546,9 @@ BEGIN
 END
 $$;
 
--- Availability (0010's set-based version, same answers as 0008's): the resource's busy seats
--- and closures by router queries on its shard, the caller's own live periods from user_busy (a
--- router query on the caller's shard) instead of a scan of every bookings shard.
+-- Availability (0008's, whatever a later single-node migration made of it): the resource's busy
+-- seats and closures by router queries on its shard, the caller's own live periods from user_busy
+-- (a router query on the caller's shard) instead of a scan of every bookings shard, read once.
 CREATE OR REPLACE FUNCTION booking.availability(p_resource uuid, p_from timestamptz, p_to timestamptz,
                                                 p_minutes int)
   RETURNS TABLE (slot_start timestamptz, slot_end timestamptz, remaining int)
@@ -1554,16 +1558,23 @@ CREATE OR REPLACE FUNCTION booking.availability(p_resource uuid, p_from timestam
 DECLARE
   r booking.resources;
   p_at timestamptz := booking.clock();
-  uid uuid := auth.uid();
   step int;
   dur interval;
   buf interval;
+  uid uuid := auth.uid();
+  bl timestamptz[];
+  bu timestamptz[];
+  bs int[];
+  lmax interval;
+  n int;
+  j int := 1;
+  k int := 1;
+  i int;
+  seats int[];
+  c record;
   closed tstzmultirange;
-  mine tstzmultirange;
   mine_a tstzrange[];
-  seats tstzmultirange[];
-  lo timestamptz;
-  hi timestamptz;
+  mine tstzmultirange := '{}';
 BEGIN
   IF p_from IS NULL OR p_to IS NULL OR p_minutes IS NULL OR p_to <= p_from
      OR p_to - p_from > interval '31 days' OR p_minutes NOT BETWEEN 1 AND 525600 THEN
@@ -1574,6 +1585,9 @@ BEGIN
   IF NOT FOUND OR p_minutes NOT BETWEEN r.min_duration_minutes AND r.max_duration_minutes THEN
     RETURN;
   END IF;
+  SELECT coalesce(range_agg(cl.period), '{}'::tstzmultirange) INTO closed
+    FROM booking.closures cl
+   WHERE cl.resource_id = p_resource AND cl.period && tstzrange(p_from, p_to + make_interval(mins => p_minutes), '[)');
   step := gcd(r.slot_minutes, 15);
   IF extract(epoch FROM p_to - p_from) / 60 / step > 3000 THEN
     RAISE EXCEPTION 'availability: at most 3000 candidate starts per request; narrow the range'
@@ -1581,75 +1595,57 @@ BEGIN
   END IF;
   dur := make_interval(mins => p_minutes);
   buf := make_interval(mins => r.buffer_minutes);
-  -- the candidates' first and last start (the grid of `step` minutes from the
-  -- epoch, within the notice and the advance window)
-  lo := greatest(to_timestamp(ceil(extract(epoch FROM p_from) / (step * 60)) * step * 60),
-                 p_at + make_interval(mins => r.min_notice_minutes));
-  lo := to_timestamp(ceil(extract(epoch FROM lo) / (step * 60)) * step * 60);
-  hi := least(p_to - interval '1 microsecond', p_at + make_interval(days => r.max_advance_days));
-  IF lo > hi THEN
-    RETURN;
-  END IF;
-  SELECT coalesce(range_agg(cl.period), '{}'::tstzmultirange) INTO closed
-    FROM booking.closures cl
-   WHERE cl.resource_id = p_resource AND cl.period && tstzrange(lo, hi + dur, '[]');
-  -- the caller's own live periods: user_busy, a router query on the caller's shard
+  SELECT array_agg(lower(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(upper(b.blocked) ORDER BY lower(b.blocked)),
+         array_agg(b.seat ORDER BY lower(b.blocked)),
+         max(upper(b.blocked) - lower(b.blocked))
+    INTO bl, bu, bs, lmax
+    FROM booking.bookings b
+   WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
+     AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
+     AND b.blocked && tstzrange(p_from, p_to + dur + buf, '[)');
+  n := coalesce(array_length(bl, 1), 0);
   IF uid IS NOT NULL THEN
-    SELECT array_agg(u.period) INTO mine_a
-      FROM booking.user_busy u
+    SELECT array_agg(u.period) INTO mine_a FROM booking.user_busy u
      WHERE u.user_id = uid AND u.status IN ('held', 'pending', 'confirmed')
        AND (u.expires_at IS NULL OR u.expires_at > p_at)
-       AND u.period && tstzrange(lo, hi + dur, '[]');
+       AND u.period && tstzrange(p_from, p_to + dur, '[)');
+    IF mine_a IS NOT NULL THEN
+      SELECT range_agg(x) INTO mine FROM unnest(mine_a) x;
+    END IF;
   END IF;
-  SELECT coalesce(range_agg(x), '{}'::tstzmultirange) INTO mine FROM unnest(coalesce(mine_a, '{}')) x;
-  SELECT array_agg(x.busy) INTO seats
-    FROM (SELECT range_agg(b.blocked) AS busy
-            FROM booking.bookings b
-           WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
-             AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
-             AND b.blocked && tstzrange(lo, hi + dur + buf, '[]')
-           GROUP BY b.seat) x;
-  seats := coalesce(seats, '{}');
-  RETURN QUERY
-  WITH days AS MATERIALIZED (
-    -- each local date a candidate can start on, with its hours: NULL = open
-    -- all day, [] = closed (slot_problem's precedence: override, week, open)
-    SELECT d::date AS day,
-           CASE
-             WHEN r.date_overrides IS NOT NULL AND r.date_overrides ? to_char(d, 'YYYY-MM-DD')
-               THEN r.date_overrides -> to_char(d, 'YYYY-MM-DD')
-             WHEN r.opening_hours IS NOT NULL AND jsonb_typeof(r.opening_hours) = 'object'
-               THEN coalesce(r.opening_hours -> (ARRAY['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'])[extract(dow FROM d)::int + 1],
-                             '[]'::jsonb)
-           END AS hours
-      FROM generate_series((lo AT TIME ZONE r.timezone)::date::timestamp,
-                           (hi AT TIME ZONE r.timezone)::date::timestamp, interval '1 day') d
-  ), open AS MATERIALIZED (
-    SELECT dy.day, dy.hours IS NULL AS all_day,
-           CASE WHEN iv IS NOT NULL THEN booking.local_instant(dy.day + (iv ->> 0)::time, r.timezone, true) END AS o,
-           CASE WHEN iv IS NOT NULL THEN booking.local_instant(
-             CASE WHEN iv ->> 1 = '24:00' THEN (dy.day + 1)::timestamp ELSE dy.day + (iv ->> 1)::time END,
-             r.timezone, false) END AS c
-      FROM days dy
-      LEFT JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(dy.hours) = 'array' THEN dy.hours END) AS iv ON true
-  ), cand AS (
-    SELECT t AS s, t + dur AS e, t AT TIME ZONE r.timezone AS ls, (t + dur) AT TIME ZONE r.timezone AS le
-      FROM generate_series(lo, hi, make_interval(mins => step)) t
-  ), judged AS (
-    SELECT cd.s, cd.e,
-           r.capacity - (SELECT count(*) FROM unnest(seats) AS busy
-                          WHERE busy && tstzrange(cd.s, cd.e + buf, '[)'))::int AS left_
-      FROM cand cd
-     WHERE extract(second FROM cd.ls) = 0
-       AND (extract(hour FROM cd.ls) * 60 + extract(minute FROM cd.ls))::int % r.slot_minutes = 0
-       AND extract(second FROM cd.le) = 0
-       AND (extract(hour FROM cd.le) * 60 + extract(minute FROM cd.le))::int % r.slot_minutes = 0
-       AND NOT (closed && tstzrange(cd.s, cd.e, '[)'))
+  FOR c IN
+    WITH cand AS (
+      SELECT t AS s, t + dur AS e
+        FROM generate_series(to_timestamp(ceil(extract(epoch FROM p_from) / (step * 60)) * step * 60),
+                             p_to - interval '1 microsecond', make_interval(mins => step)) t
+       WHERE t >= p_at + make_interval(mins => r.min_notice_minutes)
+         AND t <= p_at + make_interval(days => r.max_advance_days)
+    )
+    SELECT cd.s, cd.e FROM cand cd
+     WHERE booking.slot_problem(r, cd.s, cd.e, p_at, closed) IS NULL
        AND NOT (mine && tstzrange(cd.s, cd.e, '[)'))
-       AND EXISTS (SELECT 1 FROM open op
-                    WHERE op.day = cd.ls::date AND (op.all_day OR (cd.s >= op.o AND cd.e <= op.c)))
-  )
-  SELECT j.s, j.e, j.left_ FROM judged j WHERE j.left_ > 0 ORDER BY j.s;
+     ORDER BY cd.s
+  LOOP
+    WHILE j <= n AND bl[j] < c.e + buf LOOP
+      j := j + 1;
+    END LOOP;
+    WHILE k < j AND bl[k] + lmax <= c.s LOOP
+      k := k + 1;
+    END LOOP;
+    seats := '{}';
+    FOR i IN k .. j - 1 LOOP
+      IF bu[i] > c.s AND NOT (bs[i] = ANY (seats)) THEN
+        seats := seats || bs[i];
+      END IF;
+    END LOOP;
+    IF r.capacity - cardinality(seats) > 0 THEN
+      slot_start := c.s;
+      slot_end := c.e;
+      remaining := r.capacity - cardinality(seats);
+      RETURN NEXT;
+    END IF;
+  END LOOP;
 END
 $$;
 

@@ -135,6 +135,10 @@ impl Db {
         }
     }
 
+    pub fn distributed(&self) -> Distributed {
+        self.distributed
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

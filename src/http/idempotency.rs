@@ -193,7 +193,13 @@ pub async fn sweep_expired(st: &AppState) -> ApiResult<u64> {
     let mut total = 0;
     loop {
         let mut tx = st.db.begin(&Identity::service()).await?;
-        let n = store::sweep(tx.conn(), cutoff, 500).await?;
+        let n = if st.db.distributed() == crate::config::Distributed::Citus {
+            // Citus plans neither ctid nor SKIP LOCKED across shards: one
+            // plain delete (each shard's part runs on its worker)
+            store::sweep_all(tx.conn(), cutoff).await?
+        } else {
+            store::sweep(tx.conn(), cutoff, 500).await?
+        };
         tx.commit().await?;
         total += n;
         if n < 500 {

@@ -44,6 +44,56 @@ pub async fn verify(
     acks: &HashMap<Uuid, Ack>,
 ) -> sqlx::Result<Vec<Violation>> {
     let mut out = Vec::new();
+    // on Citus the per-user check joins bookings (distributed by resource)
+    // with itself on the user: a repartition join (a placeholder setting,
+    // harmless on a single node)
+    sqlx::raw_sql("SET citus.enable_repartition_joins = on")
+        .execute(&mut *conn)
+        .await?;
+    let distributed: bool =
+        sqlx::query_scalar("SELECT to_regclass('booking.user_busy') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+    if distributed {
+        // no half-written booking: each booking of the run has its user's
+        // busy row with the same user, period and status, and each busy row
+        // its booking
+        // (each side read on its own and compared here: a join of tables
+        // distributed by different columns is not one Citus always plans)
+        type Half = (Uuid, Uuid, String, String);
+        let bookings: Vec<Half> = sqlx::query_as(
+            "SELECT id, user_id, period::text, status FROM booking.bookings WHERE resource_id = ANY($1)",
+        )
+        .bind(resources)
+        .fetch_all(&mut *conn)
+        .await?;
+        let busy: Vec<Half> = sqlx::query_as(
+            "SELECT booking_id, user_id, period::text, status FROM booking.user_busy WHERE resource_id = ANY($1)",
+        )
+        .bind(resources)
+        .fetch_all(&mut *conn)
+        .await?;
+        let busy: HashMap<Uuid, Half> = busy.into_iter().map(|h| (h.0, h)).collect();
+        let mut seen = 0usize;
+        for b in &bookings {
+            match busy.get(&b.0) {
+                Some(u) if u == b => seen += 1,
+                other => out.push(Violation {
+                    invariant: "booking_and_user_busy_together",
+                    detail: format!("booking {b:?} has user_busy row {other:?}"),
+                }),
+            }
+        }
+        if seen != busy.len() {
+            out.push(Violation {
+                invariant: "booking_and_user_busy_together",
+                detail: format!(
+                    "{} user_busy rows have no booking",
+                    busy.len().saturating_sub(seen)
+                ),
+            });
+        }
+    }
     let overlaps: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT a.id, b.id FROM booking.bookings a JOIN booking.bookings b \
            ON a.resource_id = b.resource_id AND a.seat = b.seat AND a.id < b.id AND a.blocked && b.blocked \

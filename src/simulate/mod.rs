@@ -282,7 +282,23 @@ async fn drive(
         }
     };
     let observed = std::mem::take(&mut *run.observed.lock().unwrap_or_else(|p| p.into_inner()));
-    let violations = check::verify(&mut conn, &resources, &observed.acks).await?;
+    // a node of a distributed database may still be coming back: the check
+    // is retried (on a new connection) for up to a minute before it counts
+    let mut tries = 0;
+    let violations = loop {
+        match check::verify(&mut conn, &resources, &observed.acks).await {
+            Ok(v) => break v,
+            Err(e) if tries < 60 => {
+                tries += 1;
+                tracing::debug!(error = %e, "invariant check failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Ok(c) = PgConnection::connect_with(&backend.owner).await {
+                    conn = c;
+                }
+            }
+            Err(e) => return Err(e).context("the invariant check"),
+        }
+    };
     conn.close().await?;
     if let Some((tx, task)) = local {
         let _ = tx.send(());
@@ -302,9 +318,35 @@ async fn post_json(
     token: &str,
     body: Value,
 ) -> anyhow::Result<(u16, Value)> {
-    let r = http.post(url).bearer_auth(token).json(&body).send().await?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await.unwrap_or(Value::Null)))
+    // the set-up's writes honour 503 + Retry-After, as a client should (on a
+    // distributed database concurrent writes of reference tables, such as
+    // many new users at once, can meet a distributed deadlock)
+    let mut tries = 0;
+    loop {
+        let r = http
+            .post(url.as_str())
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        if status == 503 && tries < 10 {
+            tries += 1;
+            let wait = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1)
+                .min(5);
+            tokio::time::sleep(std::time::Duration::from_millis(
+                wait * 1000 / 2 + 50 * tries,
+            ))
+            .await;
+            continue;
+        }
+        return Ok((status, r.json().await.unwrap_or(Value::Null)));
+    }
 }
 
 async fn make_resources(

@@ -257,22 +257,6 @@ pub fn quote_literal(s: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::quote_literal;
-
-    #[test]
-    fn literals_are_quoted_whatever_they_hold() {
-        assert_eq!(quote_literal("abc"), "E'abc'");
-        assert_eq!(quote_literal("a'b"), "E'a\\'b'");
-        assert_eq!(
-            quote_literal("a\\'; DROP TABLE x; --"),
-            "E'a\\\\\\'; DROP TABLE x; --'"
-        );
-        assert_eq!(quote_literal("\0"), "E''");
-    }
-}
-
 /// A transaction running as the request's caller.
 pub struct Scoped {
     tx: Transaction<'static, Postgres>,
@@ -306,5 +290,21 @@ impl Scoped {
                 Err(crate::error::ApiError::Unavailable { retry_after: 1 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_literal;
+
+    #[test]
+    fn literals_are_quoted_whatever_they_hold() {
+        assert_eq!(quote_literal("abc"), "E'abc'");
+        assert_eq!(quote_literal("a'b"), "E'a\\'b'");
+        assert_eq!(
+            quote_literal("a\\'; DROP TABLE x; --"),
+            "E'a\\\\\\'; DROP TABLE x; --'"
+        );
+        assert_eq!(quote_literal("\0"), "E''");
     }
 }

@@ -563,6 +563,7 @@ DECLARE
   lo timestamptz;
   hi timestamptz;
   starts timestamptz[];
+  busy1 tstzmultirange := '{}';
   cs timestamptz;
   ce timestamptz;
   bl timestamptz[];
@@ -608,6 +609,22 @@ BEGIN
    WHERE uid IS NOT NULL AND b.user_id = uid AND b.status IN ('held', 'pending', 'confirmed')
      AND (b.expires_at IS NULL OR b.expires_at > p_at)
      AND b.period && tstzrange(lo, hi + dur, '[]');
+  -- few seats (at most 8): one multirange of busy periods per seat, so that
+  -- a seat's answer for [s, e + buffer) is one logarithmic overlap test; one
+  -- seat: that test is part of the candidates' filter
+  IF r.capacity <= 8 THEN
+    SELECT array_agg(x.busy) INTO seats
+      FROM (SELECT range_agg(b.blocked) AS busy
+              FROM booking.bookings b
+             WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
+               AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
+               AND b.blocked && tstzrange(lo, hi + dur + buf, '[]')
+             GROUP BY b.seat) x;
+    seats := coalesce(seats, '{}');
+    IF r.capacity = 1 THEN
+      busy1 := coalesce(seats[1], '{}'::tstzmultirange);
+    END IF;
+  END IF;
   -- the candidates every rule allows, in order
   SELECT array_agg(ok.s ORDER BY ok.s) INTO starts
     FROM (
@@ -639,11 +656,13 @@ BEGIN
       )
       SELECT cd.s
         FROM cand cd
-       WHERE extract(second FROM cd.ls) = 0
-         AND (extract(hour FROM cd.ls) * 60 + extract(minute FROM cd.ls))::int % r.slot_minutes = 0
-         AND extract(second FROM cd.le) = 0
-         AND (extract(hour FROM cd.le) * 60 + extract(minute FROM cd.le))::int % r.slot_minutes = 0
+       -- on the grid in local time: the slot divides the day (a CHECK on
+       -- resources), so a local time is on it exactly when its seconds since
+       -- the local epoch are a multiple of the slot
+       WHERE extract(epoch FROM cd.ls) % (r.slot_minutes * 60) = 0
+         AND extract(epoch FROM cd.le) % (r.slot_minutes * 60) = 0
          AND NOT (closed && tstzrange(cd.s, cd.e, '[)'))
+         AND NOT (busy1 && tstzrange(cd.s, cd.e + buf, '[)'))
          AND NOT (mine && tstzrange(cd.s, cd.e, '[)'))
          AND EXISTS (SELECT 1 FROM open op
                       WHERE op.day = cd.ls::date AND (op.all_day OR (cd.s >= op.o AND cd.e <= op.c)))
@@ -651,25 +670,19 @@ BEGIN
   IF starts IS NULL THEN
     RETURN;
   END IF;
+  IF r.capacity = 1 THEN
+    -- every candidate left is free
+    RETURN QUERY SELECT t, t + dur, 1 FROM unnest(starts) WITH ORDINALITY AS u(t, n) ORDER BY u.n;
+    RETURN;
+  END IF;
   IF r.capacity <= 8 THEN
-    -- few seats: one multirange of busy periods per seat, one logarithmic
-    -- overlap test per seat and candidate
-    SELECT array_agg(x.busy) INTO seats
-      FROM (SELECT range_agg(b.blocked) AS busy
-              FROM booking.bookings b
-             WHERE b.resource_id = p_resource AND b.status IN ('held', 'pending', 'confirmed')
-               AND (b.expires_at IS NULL OR b.expires_at > p_at) AND b.seat <= r.capacity
-               AND b.blocked && tstzrange(lo, hi + dur + buf, '[]')
-             GROUP BY b.seat) x;
-    seats := coalesce(seats, '{}');
     RETURN QUERY
-      SELECT j.s, j.s + dur, j.left_
-        FROM (SELECT t AS s,
-                     r.capacity - (SELECT count(*) FROM unnest(seats) AS busy
-                                    WHERE busy && tstzrange(t, t + dur + buf, '[)'))::int AS left_
-                FROM unnest(starts) AS t) j
-       WHERE j.left_ > 0
-       ORDER BY j.s;
+      SELECT u.t, u.t + dur, x.left_
+        FROM unnest(starts) WITH ORDINALITY AS u(t, n)
+       CROSS JOIN LATERAL (SELECT r.capacity - (SELECT count(*) FROM unnest(seats) AS busy
+                                                 WHERE busy && tstzrange(u.t, u.t + dur + buf, '[)'))::int AS left_) x
+       WHERE x.left_ > 0
+       ORDER BY u.n;
     RETURN;
   END IF;
   -- many seats: 0008's sweep over the busy periods in start order, each

@@ -462,6 +462,7 @@ impl Ctx<'_> {
         ));
         self.stage(Stage::Big).await?;
         self.explain().await?;
+        self.citus().await;
         if s.profile {
             if profile::available() {
                 if let Err(e) = self.profile().await {
@@ -1090,6 +1091,52 @@ impl Ctx<'_> {
         self.report.flood = vec![a, b];
         setup::purge(&mut self.owner, &ids).await?;
         Ok(())
+    }
+
+    /// One PostgreSQL vs Citus (a coordinator and two workers) on this
+    /// machine: `scripts/citus-bench`, when Citus is installed or its source
+    /// is in `vendor/citus`; its markdown goes into the report as it is.
+    async fn citus(&mut self) {
+        let root = std::env::var_os("BOOKING_BENCH_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let script = root.join("scripts/citus-bench");
+        let installed = std::path::Path::new("/usr/lib/postgresql/15/lib/citus.so").exists();
+        let source = root.join("vendor/citus/citus-13.2.2.tar.gz").exists();
+        if !script.exists() || !(installed || source) {
+            self.report.citus_section = Some(
+                "### Distributed (Citus)\n\nNot measured: neither Citus nor its source (vendor/citus) is here.\n".into(),
+            );
+            return;
+        }
+        let _ = self.quiet().await;
+        eprintln!("bench: single node vs Citus (scripts/citus-bench)");
+        let bin =
+            std::env::var_os("BOOKING_BIN").unwrap_or_else(|| "target/release/booking".into());
+        let out = tokio::process::Command::new(&script)
+            .env("BOOKING_BIN", bin)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await;
+        self.report.citus_section = Some(match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Ok(o) => format!(
+                "### Distributed (Citus)\n\n`scripts/citus-bench` failed ({}):\n\n```\n{}\n```\n",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+            Err(e) => {
+                format!("### Distributed (Citus)\n\n`scripts/citus-bench` did not run: {e}\n")
+            }
+        });
     }
 
     /// The cap's cost against the user's number of bookings: pgbench's create

@@ -145,10 +145,15 @@ async fn apply_for(conn: &mut PgConnection, distributed: Distributed) -> anyhow:
         (Distributed::Citus, None) => {
             let n = apply(conn, latest_version()).await?;
             let mut tx = conn.begin().await?;
-            sqlx::raw_sql(CITUS.sql)
-                .execute(&mut *tx)
-                .await
-                .context("migration 100 (citus) failed")?;
+            // one statement per message, as psql sends a file: Citus passes
+            // the whole query string of some commands on to the workers, and
+            // a string of several statements fails there
+            for (i, stmt) in split_statements(CITUS.sql).into_iter().enumerate() {
+                sqlx::raw_sql(stmt)
+                    .execute(&mut *tx)
+                    .await
+                    .with_context(|| format!("migration 100 (citus) failed at statement {}", i + 1))?;
+            }
             sqlx::query(
                 "INSERT INTO booking.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
             )
@@ -162,6 +167,95 @@ async fn apply_for(conn: &mut PgConnection, distributed: Distributed) -> anyhow:
             Ok(n + 1)
         }
     }
+}
+
+/// Split an SQL script into its statements (at top-level semicolons: not
+/// inside quotes, identifiers, dollar-quoted bodies or comments). Empty ones
+/// (only whitespace and comments) are left out.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut start) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'\'' | b'"' => {
+                let q = b[i];
+                i += 1;
+                while i < b.len() {
+                    if b[i] == q {
+                        if i + 1 < b.len() && b[i + 1] == q {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'$' => {
+                // a dollar quote: $$ or $tag$ (tag: letters, digits, _; not a $1 parameter)
+                let mut j = i + 1;
+                while j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                let is_tag = j < b.len()
+                    && b[j] == b'$'
+                    && !b.get(i + 1).is_some_and(|c| c.is_ascii_digit());
+                if is_tag {
+                    let tag = &sql[i..=j];
+                    match sql[j + 1..].find(tag) {
+                        Some(k) => i = j + 1 + k + tag.len(),
+                        None => i = b.len(),
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            b';' => {
+                if has_code(&sql[start..i]) {
+                    out.push(&sql[start..i]);
+                }
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if has_code(&sql[start..]) {
+        out.push(&sql[start..]);
+    }
+    out
+}
+
+/// Whether a piece of SQL has anything but whitespace and comments.
+fn has_code(piece: &str) -> bool {
+    piece.lines().any(|l| {
+        let t = l.trim();
+        !t.is_empty() && !t.starts_with("--")
+    })
 }
 
 /// The version the code expects the database to be at.
@@ -309,6 +403,23 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 5, "RELEASED lists the released migrations");
+    }
+
+    #[test]
+    fn scripts_split_at_top_level_semicolons_only() {
+        let sql =
+            "CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;\n\
+                   -- a comment; with a semicolon\n\
+                   SELECT 'a;b', \"x;y\" FROM t; /* c; /* nested; */ d; */ SELECT $tag$ ; $tag$;\n\
+                   SELECT $1;\n-- trailing comment only\n";
+        let parts = split_statements(sql);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert!(parts[0].contains("RETURN 1; END $$"));
+        assert!(parts[1].contains("'a;b'") && parts[1].contains("\"x;y\""));
+        assert!(parts[2].contains("$tag$ ; $tag$"));
+        assert!(parts[3].contains("SELECT $1"));
+        // the distributed migration splits into whole statements
+        assert!(split_statements(CITUS.sql).len() > 50);
     }
 
     #[test]

@@ -277,6 +277,8 @@ pub struct Report {
     pub cap_cost: Vec<(u64, f64, u64, u64)>,
     /// Why there is no PgBouncer row, if there is none.
     pub pgbouncer_note: Option<String>,
+    /// `scripts/citus-bench`'s section (or why there is none).
+    pub citus_section: Option<String>,
     pub pgbench_command: String,
     pub elapsed: Duration,
     /// Size of the bookings table at the start of each stage.
@@ -359,6 +361,7 @@ impl Report {
             floor_script: String::new(),
             cap_cost: Vec::new(),
             pgbouncer_note: None,
+            citus_section: None,
             pgbench_command: String::new(),
             elapsed: Duration::ZERO,
             sizes: Vec::new(),

@@ -412,6 +412,11 @@ impl Report {
              round trips instead of one, each through one more process.\n"
         );
 
+        if let Some(c) = &self.citus_section {
+            let _ = writeln!(w, "{}", c.trim_end());
+            let _ = writeln!(w);
+        }
+
         if self.cap_cost.len() == 2 {
             let _ = writeln!(
                 w,

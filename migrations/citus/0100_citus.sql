@@ -1949,6 +1949,41 @@ BEGIN
 END
 $$;
 
+-- ids never change (0010's guard without its query, safe on a reference table): a renamed user or
+-- resource would leave its bookings and history behind and start empty
+CREATE FUNCTION booking.ids_never_change() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog, pg_temp
+  AS $$
+BEGIN
+  IF NEW.id IS DISTINCT FROM OLD.id THEN
+    RAISE EXCEPTION 'an id never changes'
+      USING ERRCODE = 'foreign_key_violation',
+            CONSTRAINT = CASE WHEN TG_TABLE_NAME = 'users' THEN 'bookings_user_id_fkey' ELSE 'bookings_resource_id_fkey' END;
+  END IF;
+  RETURN NEW;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION booking.ids_never_change() FROM PUBLIC, anon, authenticated, service_role;
+CREATE TRIGGER users_ids_never_change BEFORE UPDATE OF id ON booking.users
+  FOR EACH ROW EXECUTE FUNCTION booking.ids_never_change();
+CREATE TRIGGER resources_ids_never_change BEFORE UPDATE OF id ON booking.resources
+  FOR EACH ROW EXECUTE FUNCTION booking.ids_never_change();
+
+-- A write to a reference table locks its one shard on every node until commit, so a session that
+-- writes one (a display name, a first sign-in) and then idles in its transaction would hold up
+-- every other writer of it: such sessions are cut after 15 s, whichever door they came through
+-- (the server's own connections already had this setting). The request roles log in only on the
+-- workers (Citus connects as them): their statements there end after 5 s, as the server's do.
+DO $$
+BEGIN
+  EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = %L', current_database(), '15s');
+  ALTER ROLE anon SET statement_timeout = '5s';
+  ALTER ROLE authenticated SET statement_timeout = '5s';
+  ALTER ROLE service_role SET statement_timeout = '5s';
+END
+$$;
+
 -- ===================================================================================== record
 CREATE TABLE booking.citus_schema (
   version    int PRIMARY KEY,

@@ -25,6 +25,11 @@ pub async fn get_or_create(
     phone: &Phone,
     display_name: Option<&str>,
 ) -> sqlx::Result<(User, bool)> {
+    // the common case, a known phone, reads only (on Citus `users` is a
+    // reference table: a write there locks it on every node)
+    if let Some(u) = by_phone(&mut *conn, phone).await? {
+        return Ok((u, false));
+    }
     let created: Option<User> = sqlx::query_as(
         "INSERT INTO booking.users (phone, display_name) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING \
          RETURNING id, phone, display_name, created_at",

@@ -60,7 +60,7 @@ impl Bouncer {
         else {
             return Ok(None);
         };
-        let root = is_root();
+        let root = booking::pg::is_root();
         // as root PgBouncer runs as `postgres`, which may not enter `work`
         let bdir = if root {
             std::env::temp_dir().join(format!("booking-bench-pgbouncer-{}", std::process::id()))
@@ -166,19 +166,8 @@ impl Bouncer {
     pub async fn stop(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        if is_root() {
+        if booking::pg::is_root() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -459,12 +459,18 @@ pub fn ensure_own_dir(d: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether this process runs as root (PostgreSQL, and PgBouncer, refuse to:
+/// they run as the `postgres` system user then).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+        == 0
+}
+
 /// When we are root, the `postgres` system user to run the cluster as.
 fn run_as() -> anyhow::Result<Option<RunAs>> {
-    let euid = std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(u32::MAX);
-    if euid != 0 {
+    if !is_root() {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();

@@ -38,17 +38,6 @@ fn installed() -> bool {
         .unwrap_or(false)
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// PgBouncer in transaction mode in front of the test server, `pool` server
 /// connections per database and user.
 async fn start(pool: u32) -> Bouncer {
@@ -85,7 +74,7 @@ async fn start(pool: u32) -> Bouncer {
     )
     .expect("ini");
     let mut cmd = std::process::Command::new("pgbouncer");
-    if is_root() {
+    if booking::pg::is_root() {
         // PgBouncer refuses to run as root: it runs as the cluster's user
         let ok = std::process::Command::new("chown")
             .arg("-R")
